@@ -1,0 +1,45 @@
+"""Datasets: embedded defaults (offline) and real ones read from disk.
+
+``load_dataset(name, root=None)`` returns a :class:`Dataset`; results are memoised per
+process because the embedded loaders take about a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+
+from privacysplit.data.base import Dataset, Split, make_dataset, stats
+from privacysplit.data.embedded import load_digits, load_mnist
+
+#: name -> loader(root) ; loaders for on-disk formats take the data directory.
+DATASETS: dict[str, Callable[[Path | None], Dataset]] = {
+    "mnist": lambda root: load_mnist(),
+    "digits": lambda root: load_digits(),
+}
+
+
+def list_datasets() -> list[str]:
+    return list(DATASETS)
+
+
+@lru_cache(maxsize=8)
+def _load(name: str, root: str | None) -> Dataset:
+    return DATASETS[name](Path(root) if root is not None else None)
+
+
+def load_dataset(name: str, root: str | Path | None = None) -> Dataset:
+    """Load a dataset by name.
+
+    Raises:
+        ValueError: for an unknown name (the message lists the valid ones).
+        FileNotFoundError: when an on-disk dataset's files are missing (the message says
+            which file and where to put it).
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
+    return _load(name, str(root) if root is not None else None)
+
+
+__all__ = ["DATASETS", "Dataset", "Split", "list_datasets", "load_dataset", "make_dataset", "stats"]

@@ -1,0 +1,108 @@
+"""How long and on how much data an evaluation trains: one named, recorded setting.
+
+Every training length, data size and learning rate that affects a reward lives in one
+:class:`Fidelity`; its :meth:`key` enters every cache key and result row, so numbers from
+different fidelities never mix.
+
+Presets:
+
+* ``smoke`` — for tests: a few hundred images, one epoch of everything; well under a second
+  per evaluation of a LeNet plan.
+* ``cpu`` — the default: a few seconds per LeNet evaluation on a 2-core machine, with the
+  attack still close to a slow reference attacker's strength (see ``benchmarks/``).
+* ``paper`` — section 7.2: N_ec = 10, N_d = 10, N_p = 5 on the full training split; meant
+  for a GPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """Training lengths, data sizes and learning rates of one evaluation.
+
+    Attributes:
+        name: preset name, or ``"custom"``.
+        n_train: training images used for retraining and for the attacker's auxiliary set
+            (``None`` = the whole training split).
+        n_val: held-out images for accuracy and privacy measurement (``None`` = all).
+        batch_size: mini-batch size for every optimiser.
+        base_epochs: epochs to train the uncompressed base network (once, then cached).
+        n_ec: N_ec, epochs of encoder+cloud retraining (Algorithm 1).
+        n_d: N_d, epochs of attacker training.
+        n_p: N_p, rounds of the proactive game.
+        lr: learning rate of encoder+cloud retraining (Adam).
+        base_lr: learning rate of base training (Adam).
+        decoder_lr: learning rate of the attacker (Adam).
+        adv_lambda: lambda, weight of the attacker's loss in proactive training.
+        distill_steps: optimisation steps that initialise replaced layers (C1-C3) by
+            matching the original layer's outputs (0 disables distillation).
+    """
+
+    name: str = "custom"
+    n_train: int | None = 2000
+    n_val: int | None = 500
+    batch_size: int = 64
+    base_epochs: int = 5
+    n_ec: int = 2
+    n_d: int = 6
+    n_p: int = 2
+    lr: float = 1e-3
+    base_lr: float = 2e-3
+    decoder_lr: float = 3e-3
+    adv_lambda: float = 1.0
+    distill_steps: int = 20
+
+    def __post_init__(self) -> None:
+        for field_name in ("batch_size", "base_epochs", "n_ec", "n_d", "n_p"):
+            value = getattr(self, field_name)
+            if not isinstance(value, int) or value < (1 if field_name in ("batch_size", "n_p") else 0):
+                raise ValueError(f"Fidelity.{field_name} must be a non-negative integer, got {value!r}")
+        for field_name in ("n_train", "n_val"):
+            value = getattr(self, field_name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"Fidelity.{field_name} must be a positive integer or None, got {value!r}")
+
+    def key(self) -> str:
+        """A short stable hash of every field; part of every cache key."""
+        blob = json.dumps(asdict(self), sort_keys=True)
+        return f"{self.name}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def with_(self, **changes) -> Fidelity:
+        """A copy with some fields changed (named ``custom`` unless ``name`` is given)."""
+        changes.setdefault("name", "custom")
+        return replace(self, **changes)
+
+
+FIDELITIES: dict[str, Fidelity] = {
+    "smoke": Fidelity(
+        name="smoke", n_train=256, n_val=128, batch_size=64, base_epochs=2,
+        n_ec=1, n_d=1, n_p=1, distill_steps=2,
+    ),
+    "cpu": Fidelity(name="cpu"),
+    "paper": Fidelity(
+        name="paper", n_train=None, n_val=None, batch_size=128, base_epochs=30,
+        n_ec=10, n_d=10, n_p=5, distill_steps=100,
+    ),
+}
+
+
+def get_fidelity(fidelity: str | Fidelity | dict) -> Fidelity:
+    """Resolve a preset name, a :class:`Fidelity` or a dict of its fields."""
+    if isinstance(fidelity, Fidelity):
+        return fidelity
+    if isinstance(fidelity, dict):
+        return Fidelity(**fidelity)
+    if fidelity not in FIDELITIES:
+        raise ValueError(
+            f"unknown fidelity {fidelity!r}; valid presets: {', '.join(FIDELITIES)} "
+            "(or pass a privacysplit.Fidelity)"
+        )
+    return FIDELITIES[fidelity]

@@ -1,0 +1,228 @@
+"""On-device cost of an encoder: parameters, MACs, feature size and latency (section 5.4).
+
+* Parameters count only non-zero entries, so unstructured pruning (W1) really shrinks the
+  storage figure, while filter pruning (W2) shrinks the tensors themselves.
+* MACs come from :class:`torch.utils.flop_counter.FlopCounterMode` (FLOPs / 2), which counts
+  every convolution and matrix product PyTorch actually runs, including grouped and
+  depthwise ones; tests cross-check it against the paper's Eq. 9-10 on plain layers.
+* Latency is ``T_e + T_t`` (Eq. 12): on-device compute time from a :class:`DeviceProfile`
+  (MAC rate per layer type, element rate for MAC-free layers, a per-layer overhead) plus the
+  time to send the features over the uplink.  ``T(total)`` runs the whole model on the
+  device and sends nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from privacysplit.models.network import Network
+
+
+def count_params(module: nn.Module, nonzero: bool = True) -> int:
+    """Number of parameters of ``module``; with ``nonzero`` only the surviving weights.
+
+    With ``nonzero``, weight tensors (two or more dimensions: kernels and matrices, what
+    pruning removes) count their non-zero entries; one-dimensional tensors (biases, batch
+    norm) always count in full, since a bias that happens to be zero is still stored.
+    Pruning masks registered as buffers (``weight_mask``, as ``torch.nn.utils.prune`` does)
+    are honoured through the effective weight, so a W1-pruned layer counts only its
+    surviving weights.
+    """
+    total = 0
+    for p in module.parameters():
+        total += int(torch.count_nonzero(p).item()) if nonzero and p.dim() > 1 else p.numel()
+    if nonzero:
+        # torch.nn.utils.prune keeps weight_orig (dense) + weight_mask; count the mask.
+        for name, buf in module.named_buffers():
+            if name.endswith("_mask"):
+                orig = dict(module.named_parameters())[name[: -len("_mask")] + "_orig"]
+                total -= int(torch.count_nonzero(orig).item())
+                total += int(torch.count_nonzero(buf * orig).item())
+    return total
+
+
+@torch.no_grad()
+def layer_shapes(net: Network, input_shape: tuple[int, ...] | None = None) -> list[tuple[int, ...]]:
+    """Output shape (without the batch dimension) of every layer of ``net``."""
+    shape = input_shape or net.input_shape
+    was_training = net.training
+    net.eval()
+    try:
+        x = torch.zeros((1, *shape), device=_device_of(net))
+        shapes = []
+        for i in range(len(net)):
+            x = net.forward_range(x, i, i + 1)
+            shapes.append(tuple(x.shape[1:]))
+    finally:
+        net.train(was_training)
+    return shapes
+
+
+@torch.no_grad()
+def layer_macs(net: Network, input_shape: tuple[int, ...] | None = None) -> list[int]:
+    """Multiply-accumulates of every layer of ``net`` for one input (FLOPs / 2)."""
+    shape = input_shape or net.input_shape
+    was_training = net.training
+    net.eval()
+    try:
+        x = torch.zeros((1, *shape), device=_device_of(net))
+        macs = []
+        for i in range(len(net)):
+            with FlopCounterMode(display=False) as counter:
+                x = net.forward_range(x, i, i + 1)
+            macs.append(int(counter.get_total_flops()) // 2)
+    finally:
+        net.train(was_training)
+    return macs
+
+
+def _device_of(net: nn.Module) -> torch.device:
+    for p in net.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+@dataclass
+class DeviceProfile:
+    """How fast the device computes and uploads, for the latency metric S3.
+
+    Attributes:
+        name: a label recorded with results.
+        mac_rate: MACs per second for each layer type that multiplies (conv, linear, block).
+        elem_rate: elements per second for MAC-free layers (activations, pooling, bn).
+        layer_overhead_s: fixed cost of launching one layer.
+        uplink_bps: uplink bandwidth in bits per second.
+    """
+
+    name: str = "phone"
+    mac_rate: dict[str, float] = field(
+        default_factory=lambda: {"conv": 4e9, "block": 4e9, "linear": 1e9}
+    )
+    elem_rate: float = 1e9
+    layer_overhead_s: float = 2e-5
+    uplink_bps: float = 20e6
+
+    def compute_time(self, types: list[str], macs: list[int], elems: list[int]) -> float:
+        """Seconds to run layers with these types, MACs and output element counts."""
+        t = 0.0
+        for kind, m, e in zip(types, macs, elems, strict=True):
+            t += self.layer_overhead_s
+            t += m / self.mac_rate.get(kind, self.mac_rate["conv"]) if m else e / self.elem_rate
+        return t
+
+    def transfer_time(self, nbytes: int) -> float:
+        return nbytes * 8 / self.uplink_bps
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> DeviceProfile:
+        """Load a profile written by :meth:`save` (or by hand with the same keys)."""
+        data = json.loads(Path(path).read_text())
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(
+                f"{path}: unknown device-profile keys {sorted(unknown)}; "
+                f"valid keys: {sorted(cls.__dataclass_fields__)}"
+            )
+        return cls(**data)
+
+    @classmethod
+    def measure(cls, uplink_bps: float = 20e6, repeats: int = 5) -> DeviceProfile:
+        """Micro-benchmark this host: a 3x3 convolution, a matrix product and a ReLU."""
+
+        def best(fn) -> float:
+            fn()
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+            return min(times)
+
+        with torch.no_grad():
+            x = torch.randn(8, 64, 32, 32)
+            conv = nn.Conv2d(64, 64, 3, padding=1)
+            conv_rate = 8 * 64 * 64 * 9 * 32 * 32 / best(lambda: conv(x))
+            a, w = torch.randn(64, 1024), torch.randn(1024, 1024)
+            lin_rate = 64 * 1024 * 1024 / best(lambda: a @ w)
+            elem_rate = x.numel() / best(lambda: torch.relu(x))
+            tiny = torch.randn(1, 4)
+            overhead = best(lambda: torch.relu(tiny))
+        return cls(
+            name="host",
+            mac_rate={"conv": conv_rate, "block": conv_rate, "linear": lin_rate},
+            elem_rate=elem_rate,
+            layer_overhead_s=overhead,
+            uplink_bps=uplink_bps,
+        )
+
+
+@dataclass(frozen=True)
+class EncoderCost:
+    """Cost of running layers ``0..p`` of a network on the device."""
+
+    params: int
+    macs: int
+    feature_bytes: int
+    compute_s: float
+    transfer_s: float
+
+    @property
+    def latency_s(self) -> float:
+        return self.compute_s + self.transfer_s
+
+
+class CostModel:
+    """Per-layer costs of one network, computed once and summed per partition.
+
+    ``encoder_cost(p)`` is then a cheap sum, which keeps non-terminal environment steps in
+    the microsecond range.
+    """
+
+    def __init__(self, net: Network, profile: DeviceProfile | None = None, dtype_bytes: int = 4) -> None:
+        self.net = net
+        self.profile = profile or DeviceProfile()
+        self.dtype_bytes = dtype_bytes
+        self.shapes = layer_shapes(net)
+        self.macs = layer_macs(net)
+        self.params = [count_params(m) for m in net.body]
+        self.elems = [int(torch.Size(s).numel()) for s in self.shapes]
+        self.types = [spec.type for spec in net.layers]
+
+    def encoder_cost(self, p: int) -> EncoderCost:
+        n = p + 1
+        last = n == len(self.net)
+        feature_bytes = 0 if last else self.elems[p] * self.dtype_bytes
+        return EncoderCost(
+            params=sum(self.params[:n]),
+            macs=sum(self.macs[:n]),
+            feature_bytes=feature_bytes,
+            compute_s=self.profile.compute_time(self.types[:n], self.macs[:n], self.elems[:n]),
+            transfer_s=self.profile.transfer_time(feature_bytes),
+        )
+
+    def total(self) -> EncoderCost:
+        """The whole model on the device: the denominator of S1-S3."""
+        return self.encoder_cost(len(self.net) - 1)
+
+
+def resource_savings(encoder: EncoderCost, total: EncoderCost) -> dict[str, float]:
+    """S1 (params), S2 (MACs) and S3 (latency) of Eq. 8, 11, 12, each clipped to [0, 1]."""
+
+    def saving(part: float, whole: float) -> float:
+        return max(0.0, 1.0 - part / whole) if whole > 0 else 0.0
+
+    return {
+        "S1": saving(encoder.params, total.params),
+        "S2": saving(encoder.macs, total.macs),
+        "S3": saving(encoder.latency_s, total.latency_s),
+    }
