@@ -7,6 +7,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from privacysplit import envs as _envs  # noqa: E402,F401  (registers PrivacySplit-v0)
 from privacysplit.fidelity import FIDELITIES, Fidelity, get_fidelity  # noqa: E402
+from privacysplit.plan import Plan  # noqa: E402
 
-__all__ = ["FIDELITIES", "Fidelity", "__version__", "get_fidelity"]
+__all__ = ["FIDELITIES", "Fidelity", "Plan", "__version__", "get_fidelity"]

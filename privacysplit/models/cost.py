@@ -186,10 +186,24 @@ class CostModel:
 
     ``encoder_cost(p)`` is then a cheap sum, which keeps non-terminal environment steps in
     the microsecond range.
+
+    Args:
+        net: the network, or a compressed encoder (a prefix of a longer network).
+        profile: device profile for latency.
+        dtype_bytes: bytes per feature element sent over the uplink.
+        full_length: layers of the full network ``net`` is a prefix of (default: ``net``
+            is the full network); features are sent unless the prefix reaches its end.
     """
 
-    def __init__(self, net: Network, profile: DeviceProfile | None = None, dtype_bytes: int = 4) -> None:
+    def __init__(
+        self,
+        net: Network,
+        profile: DeviceProfile | None = None,
+        dtype_bytes: int = 4,
+        full_length: int | None = None,
+    ) -> None:
         self.net = net
+        self.full_length = full_length if full_length is not None else net.offset + len(net)
         self.profile = profile or DeviceProfile()
         self.dtype_bytes = dtype_bytes
         self.shapes = layer_shapes(net)
@@ -200,7 +214,7 @@ class CostModel:
 
     def encoder_cost(self, p: int) -> EncoderCost:
         n = p + 1
-        last = n == len(self.net)
+        last = self.net.offset + n == self.full_length
         feature_bytes = 0 if last else self.elems[p] * self.dtype_bytes
         return EncoderCost(
             params=sum(self.params[:n]),

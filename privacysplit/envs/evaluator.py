@@ -1,0 +1,236 @@
+"""Evaluate a plan: compress, retrain, attack, cost, score — with a cache in front.
+
+The :class:`Evaluator` is everything the environment's terminal step does, usable on its
+own (``env.unwrapped.evaluate(plan)``, the searchers, the benchmarks).  It is built
+cheaply: the base network is trained (or loaded from the on-disk cache) only on the first
+evaluation that misses the cache, so ``gym.make`` and non-terminal steps stay fast.
+
+Measured metrics are cached; the reward is recomputed from them on every call, so changing
+the resource metric or the thresholds never forces a re-evaluation.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from privacysplit import __version__
+from privacysplit.attacks import evaluate_split
+from privacysplit.compression import CompressionSettings, apply_plan
+from privacysplit.data import Dataset, load_dataset
+from privacysplit.envs.cache import EvalCache
+from privacysplit.envs.reward import Reward, Thresholds
+from privacysplit.envs.space import SearchSpace
+from privacysplit.fidelity import Fidelity, get_fidelity
+from privacysplit.models import CostModel, DeviceProfile, Network, build, resource_savings
+from privacysplit.plan import Plan
+from privacysplit.training import cache_dir, pretrained_base, resolve_device
+
+#: bump when evaluation code changes the numbers it produces (part of every cache key)
+EVAL_VERSION = 1
+
+THREATS = ("reactive", "proactive")
+PRIVACY = {"mse": "P0", "ssim": "P1", "property": "P2"}
+RESOURCES = {"params": "S1", "macs": "S2", "latency": "S3"}
+
+
+def _choice(name: str, value: str, valid) -> str:
+    if value not in valid:
+        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
+    return value
+
+
+class Evaluator:
+    """Scores plans for one (base network, dataset, fidelity, threat, metrics) setting.
+
+    Args:
+        base: base network name (see :func:`privacysplit.models.list_models`).
+        dataset: dataset name, or a loaded :class:`~privacysplit.data.Dataset`.
+        data_root: folder of on-disk datasets.
+        fidelity: ``smoke``/``cpu``/``paper`` or a :class:`~privacysplit.Fidelity`.
+        threat: ``reactive`` or ``proactive`` (Algorithm 1).
+        privacy: ``mse`` (P0), ``ssim`` (P1) or ``property`` (P2).
+        resource: ``params`` (S1), ``macs`` (S2) or ``latency`` (S3).
+        thresholds: Eq. 18 tolerances ``(A_m, P_m, S_m)``; ``None`` for Eq. 13.
+        techniques: technique subset to search over (default: all of Table 2).
+        partitions: allowed partition indices (default: all).
+        settings: compression strengths.
+        device: torch device for training (``"auto"`` picks CUDA when present).
+        cache: SQLite path, ``None`` for the default file under the cache folder, or
+            ``False``/``"off"`` for an in-process cache only.
+        seed: seeds base training and, mixed with the plan, every evaluation.
+        profile: device profile for latency (S3).
+        feature_noise: Gaussian noise on the released features, in units of their std
+            (the paper's Table 7 baseline); 0 disables.
+    """
+
+    def __init__(
+        self,
+        base: str = "lenet",
+        dataset: str | Dataset = "mnist",
+        *,
+        data_root: str | Path | None = None,
+        fidelity: str | Fidelity = "cpu",
+        threat: str = "reactive",
+        privacy: str = "ssim",
+        resource: str = "params",
+        thresholds=None,
+        techniques: list[str] | None = None,
+        partitions: list[int] | None = None,
+        settings: CompressionSettings | None = None,
+        device: str | torch.device | None = "cpu",
+        cache: str | Path | bool | None = None,
+        seed: int = 0,
+        profile: DeviceProfile | str | Path | None = None,
+        feature_noise: float = 0.0,
+    ) -> None:
+        self.threat = _choice("threat", threat, THREATS)
+        self.privacy = _choice("privacy metric", privacy, PRIVACY)
+        self.resource = _choice("resource metric", resource, RESOURCES)
+        self.fidelity = get_fidelity(fidelity)
+        self.reward_fn = Reward(Thresholds.from_any(thresholds))
+        self.settings = settings or CompressionSettings()
+        self.device = resolve_device(device)
+        self.seed = int(seed)
+        self.feature_noise = float(feature_noise)
+        if isinstance(profile, (str, Path)):
+            profile = DeviceProfile.load(profile)
+        self.profile = profile or DeviceProfile()
+        self.data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_root)
+        if self.privacy == "ssim" and not self.data.is_image:
+            raise ValueError(f"privacy 'ssim' needs images; {self.data.name} is tabular (use 'mse' or 'property')")
+        self.labels = "coarse" if self.privacy == "property" else "fine"
+        self.base_name = base
+        self.structure: Network = build(base, num_classes=self.data.num_classes(self.labels), input_shape=self.data.input_shape)
+        self.space = SearchSpace(self.structure.layers, techniques, partitions)
+        self._total_cost = CostModel(self.structure, self.profile).total()
+        if cache is False or cache == "off":
+            self.cache = EvalCache(None)
+        else:
+            self.cache = EvalCache(cache if cache not in (None, True) else cache_dir() / "evals.sqlite")
+        self._base: tuple[Network, float] | None = None
+
+    # -- configuration -----------------------------------------------------------------
+    def config(self) -> dict:
+        """Everything that changes measured numbers; hashed into every cache key."""
+        return {
+            "base": self.base_name,
+            "dataset": self.data.name,
+            "fidelity": self.fidelity.to_dict(),
+            "threat": self.threat,
+            "privacy": self.privacy,
+            "settings": self.settings.key(),
+            "seed": self.seed,
+            "feature_noise": self.feature_noise,
+            "eval_version": EVAL_VERSION,
+        }
+
+    def key(self, plan: Plan) -> str:
+        blob = json.dumps([self.config(), str(plan)], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def base(self) -> tuple[Network, float]:
+        """The trained base network and A_base (trained once, cached on disk)."""
+        if self._base is None:
+            self._base = pretrained_base(
+                self.base_name, self.data, labels=self.labels, fidelity=self.fidelity,
+                seed=self.seed, device=self.device,
+            )
+        return self._base
+
+    # -- evaluation --------------------------------------------------------------------
+    def measure(self, plan: Plan) -> dict:
+        """Compress, cost, retrain and attack ``plan`` (no cache); the raw metrics."""
+        t0 = time.perf_counter()
+        base, acc_base = self.base()
+        fid = self.fidelity
+        key_seed = int(self.key(plan)[:8], 16)
+        torch.manual_seed(key_seed)
+        calib = self.data.normalize(self.data.train.take(min(256, len(self.data.train)), self.seed).x).to(self.device)
+        encoder, cloud = apply_plan(base, plan, self.settings, calib=calib, distill_steps=fid.distill_steps)
+        metrics = self._costs(encoder)
+        result = evaluate_split(
+            encoder, cloud, self.data, fidelity=fid, threat=self.threat, privacy=self.privacy,
+            device=self.device, seed=key_seed, feature_noise=self.feature_noise,
+        )
+        metrics.update({k: v for k, v in result.items() if isinstance(v, (int, float, str)) or v is None})
+        metrics["accuracy_base"] = acc_base
+        metrics["eval_seconds"] = time.perf_counter() - t0
+        return metrics
+
+    def _costs(self, encoder: Network) -> dict:
+        cost = CostModel(encoder, self.profile, full_length=len(self.structure)).encoder_cost(len(encoder) - 1)
+        total = self._total_cost
+        return {
+            "params": cost.params, "macs": cost.macs, "feature_bytes": cost.feature_bytes,
+            "latency_s": cost.latency_s, "params_total": total.params, "macs_total": total.macs,
+            "latency_total_s": total.latency_s, **resource_savings(cost, total),
+        }
+
+    def evaluate(self, plan: Plan | str) -> dict:
+        """Metrics and reward of ``plan``: the environment's terminal ``info`` plus ``reward``.
+
+        Never raises for a failing or diverging evaluation: the reward is then 0 and the
+        reason is in ``info["error"]``.  Invalid plans raise ``ValueError``.
+        """
+        plan = self.space.validate(plan)
+        key = self.key(plan)
+        t0 = time.perf_counter()
+        cached = self.cache.get(key)
+        if cached is not None:
+            metrics, hit = dict(cached), True
+        else:
+            hit = False
+            try:
+                metrics = self.measure(plan)
+            except Exception as err:  # noqa: BLE001 - a failing plan must not kill a search
+                metrics = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(limit=3)}
+                return self._info(plan, metrics, hit, time.perf_counter() - t0)
+            self.cache.put(key, str(plan), self.config(), metrics)
+        return self._info(plan, metrics, hit, time.perf_counter() - t0)
+
+    def evaluate_many(self, plans: list[Plan | str]) -> list[dict]:
+        """Score several plans; the batch a parallel executor can spread over workers.
+
+        Plans are validated first (an invalid one raises before any work), duplicates
+        within the batch are evaluated once, and results come back in input order.
+        """
+        parsed = [self.space.validate(p) for p in plans]
+        done: dict[str, dict] = {}
+        out = []
+        for plan in parsed:
+            text = str(plan)
+            if text in done:
+                info = dict(done[text])
+                info["cache_hit"] = True
+            else:
+                info = done[text] = self.evaluate(plan)
+            out.append(info)
+        return out
+
+    def _info(self, plan: Plan, metrics: dict, hit: bool, seconds: float) -> dict:
+        info = dict(metrics)
+        info.update(
+            plan=str(plan), cache_hit=hit, eval_seconds=seconds if hit else metrics.get("eval_seconds", seconds),
+            fidelity=self.fidelity.name, threat=self.threat, privacy_metric=self.privacy,
+            resource_metric=self.resource, reward_name=self.reward_fn.name,
+        )
+        if "accuracy" not in metrics or "privacy_loss" not in metrics:
+            info.update(reward=0.0, R_A=0.0, R_P=0.0, R_S=0.0)
+            info.setdefault("resource", float(metrics.get(RESOURCES[self.resource], 0.0)))
+            return info
+        info["resource"] = float(metrics[RESOURCES[self.resource]])
+        info.update(self.reward_fn.factors(metrics["accuracy"], metrics["accuracy_base"], metrics["privacy_loss"], info["resource"]))
+        if metrics.get("error"):
+            info["reward"] = 0.0
+        return info
+
+    def copy_base(self) -> Network:
+        """A private copy of the trained base network (for export and inspection)."""
+        return copy.deepcopy(self.base()[0])

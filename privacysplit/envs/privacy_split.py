@@ -1,0 +1,243 @@
+"""The ``PrivacySplit-v0`` environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from privacysplit.envs.evaluator import Evaluator
+from privacysplit.models import LAYER_TYPES
+from privacysplit.plan import Plan
+
+PHASE_PARTITION, PHASE_COMPRESS = 0, 1
+
+
+class PrivacySplitEnv(gym.Env):
+    """Split a network between phone and cloud and compress the phone's part.
+
+    ## Description
+
+    Section 6 of Zhang et al., *Preventing Information Leakage with Neural Architecture
+    Search*.  The state is the base network as a table of layers; the agent first picks the
+    partition layer (the last layer kept on the device), then one compression technique of
+    the paper's Table 2 (or ``none``) for each device-side layer, in order.  The last step
+    builds the plan, retrains the split network, attacks its released features (Algorithm 1)
+    and scores accuracy, privacy loss and on-device resource saving (Eq. 13 or Eq. 18).
+
+    ## Action Space
+
+    ``Discrete(max(n_layers, n_techniques))``.  In the partition phase action ``a`` keeps
+    layers ``0..a`` on the device.  In the compression phase action ``a`` picks
+    ``techniques[a]`` (``info["techniques"]``; index 0 is ``none``) for the layer under the
+    cursor.  Layers where only ``none`` applies (activations, pooling, batch norm, dropout)
+    are passed over without a step.  :meth:`action_masks` returns the valid actions
+    (sb3-contrib's convention).  An invalid action is a no-op reported as
+    ``info["invalid_action"]``: in the partition phase the state does not change, in the
+    compression phase the layer stays uncompressed.  After ``max_invalid`` invalid actions
+    in one episode it is truncated with reward 0.
+
+    ## Observation Space
+
+    ``Box(0, 1, (max_layers * F + 2,), float32)``: for every layer (zero rows pad networks
+    shorter than ``max_layers``) the one-hot layer type, kernel/11, stride/4, padding/5,
+    log2(1 + in_channels)/16, log2(1 + out_channels)/16 (clipped to 1), an on-device flag,
+    the one-hot technique chosen so far, a cursor flag and an exists flag; then the one-hot
+    phase.
+
+    ## Rewards
+
+    0 on every step but the last.  The last returns ``R = R_A * R_P * R_S`` (Eq. 13) with
+    ``R_A = min(A / A_base, 1)``, ``R_P = 1 - P`` and ``R_S = S (2 - S)``, times the
+    indicator of Eq. 18 when ``thresholds`` are given.  Always in [0, 1]; 0 for an
+    evaluation that failed (``info["error"]``).
+
+    ## Episode End
+
+    Terminates after the compression choice for the last compressible device layer (or
+    right after the partition when no device layer can be compressed).
+
+    ## Arguments
+
+    ``base`` (default ``lenet``), ``dataset`` (``mnist``), ``data_root``, ``fidelity``
+    (``smoke``/``cpu``/``paper`` or a ``Fidelity``), ``threat`` (``reactive``/``proactive``),
+    ``privacy`` (``mse``/``ssim``/``property``), ``resource`` (``params``/``macs``/``latency``),
+    ``thresholds`` (``(A_m, P_m, S_m)``), ``techniques`` (subset of Table 2), ``partitions``
+    (allowed partition indices), ``settings`` (compression strengths), ``device``,
+    ``cache`` (SQLite path, or ``"off"``), ``seed`` (base training and evaluation seed),
+    ``profile`` (device profile for latency), ``feature_noise``, ``max_layers`` (pad the
+    observation to this many layers, for agents shared across networks), ``max_invalid``.
+
+    ## Version History
+
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(
+        self,
+        base: str = "lenet",
+        dataset: str = "mnist",
+        *,
+        data_root: str | Path | None = None,
+        fidelity="cpu",
+        threat: str = "reactive",
+        privacy: str = "ssim",
+        resource: str = "params",
+        thresholds=None,
+        techniques: list[str] | None = None,
+        partitions: list[int] | None = None,
+        settings=None,
+        device: str | None = "cpu",
+        cache=None,
+        seed: int = 0,
+        profile=None,
+        feature_noise: float = 0.0,
+        max_layers: int | None = None,
+        max_invalid: int = 100,
+        render_mode: str | None = None,
+        evaluator: Evaluator | None = None,
+    ) -> None:
+        super().__init__()
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"unknown render_mode {render_mode!r}; valid: ansi")
+        self.render_mode = render_mode
+        self.evaluator = evaluator or Evaluator(
+            base, dataset, data_root=data_root, fidelity=fidelity, threat=threat, privacy=privacy,
+            resource=resource, thresholds=thresholds, techniques=techniques, partitions=partitions,
+            settings=settings, device=device, cache=cache, seed=seed, profile=profile,
+            feature_noise=feature_noise,
+        )
+        self.space = self.evaluator.space
+        self.layers = self.space.layers
+        self.techniques = self.space.techniques
+        n = len(self.layers)
+        self.max_layers = n if max_layers is None else int(max_layers)
+        if self.max_layers < n:
+            raise ValueError(f"max_layers={max_layers} is smaller than {base}'s {n} layers")
+        self.max_invalid = int(max_invalid)
+        self.n_features = len(LAYER_TYPES) + 5 + 1 + len(self.techniques) + 2
+        self.action_space = spaces.Discrete(max(n, len(self.techniques)))
+        self.observation_space = spaces.Box(0.0, 1.0, (self.max_layers * self.n_features + 2,), np.float32)
+        self._static = self._static_table()
+        self._tech_index = {t: i for i, t in enumerate(self.techniques)}
+        self._reset_state()
+
+    # -- state -----------------------------------------------------------------------
+    def _static_table(self) -> np.ndarray:
+        table = np.zeros((self.max_layers, self.n_features), np.float32)
+        t = len(LAYER_TYPES)
+        for i, spec in enumerate(self.layers):
+            table[i, LAYER_TYPES.index(spec.type)] = 1.0
+            table[i, t : t + 5] = [
+                min(spec.kernel / 11, 1), min(spec.stride / 4, 1), min(spec.padding / 5, 1),
+                min(np.log2(1 + spec.in_channels) / 16, 1), min(np.log2(1 + spec.out_channels) / 16, 1),
+            ]
+            table[i, -1] = 1.0  # exists
+        return table
+
+    def _reset_state(self) -> None:
+        self.phase = PHASE_PARTITION
+        self.partition: int | None = None
+        self.queue: list[int] = []
+        self.cursor = 0
+        self.chosen: dict[int, str] = {}
+        self.invalid = 0
+        self._table = self._static.copy()
+
+    @property
+    def cursor_layer(self) -> int | None:
+        return self.queue[self.cursor] if self.phase == PHASE_COMPRESS else None
+
+    def _obs(self) -> np.ndarray:
+        phase = np.zeros(2, np.float32)
+        phase[self.phase] = 1.0
+        return np.concatenate([self._table.ravel(), phase])
+
+    def _set_cursor(self, layer: int | None, value: float) -> None:
+        if layer is not None:
+            self._table[layer, -2] = value
+
+    def action_masks(self) -> np.ndarray:
+        """Valid actions of the current step (sb3-contrib's ``MaskablePPO`` convention)."""
+        mask = np.zeros(self.action_space.n, dtype=bool)
+        if self.phase == PHASE_PARTITION:
+            mask[self.space.partitions] = True
+        else:
+            for name in self.space.choices(self.cursor_layer):
+                mask[self._tech_index[name]] = True
+        return mask
+
+    # -- gym API -----------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self._reset_state()
+        return self._obs(), {"phase": "partition", "techniques": list(self.techniques)}
+
+    def step(self, action):
+        a = int(action)
+        info: dict = {"invalid_action": False}
+        valid = 0 <= a < self.action_space.n and bool(self.action_masks()[a])
+        if not valid:
+            info["invalid_action"] = True
+            self.invalid += 1
+        if self.phase == PHASE_PARTITION:
+            if not valid:
+                truncated = self.invalid >= self.max_invalid
+                if truncated:
+                    info["error"] = f"{self.invalid} invalid actions in one episode"
+                return self._obs(), 0.0, False, truncated, info
+            self.partition = a
+            self._table[: a + 1, len(LAYER_TYPES) + 5] = 1.0
+            self.queue = self.space.compressible(a)
+            if not self.queue:
+                return self._finish(info)
+            self.phase, self.cursor = PHASE_COMPRESS, 0
+            self._set_cursor(self.cursor_layer, 1.0)
+            info["phase"] = "compress"
+            return self._obs(), 0.0, False, False, info
+        layer = self.cursor_layer
+        name = self.techniques[a] if valid else "none"
+        self.chosen[layer] = name
+        self._table[layer, len(LAYER_TYPES) + 6 + self._tech_index[name]] = 1.0
+        self._set_cursor(layer, 0.0)
+        self.cursor += 1
+        if self.cursor >= len(self.queue):
+            return self._finish(info)
+        self._set_cursor(self.cursor_layer, 1.0)
+        info["phase"] = "compress"
+        return self._obs(), 0.0, False, False, info
+
+    def _finish(self, info: dict):
+        plan = self.current_plan()
+        result = self.evaluator.evaluate(plan)
+        info.update(result)
+        self.phase = PHASE_PARTITION  # a finished episode must be reset; masks stay valid
+        return self._obs(), float(result["reward"]), True, False, info
+
+    def current_plan(self) -> Plan:
+        """The plan chosen so far (layers not yet visited count as ``none``)."""
+        if self.partition is None:
+            raise ValueError("no partition chosen yet")
+        return Plan(self.partition, self.chosen)
+
+    def evaluate(self, plan: Plan | str) -> dict:
+        """Score a plan without stepping: the terminal ``info`` plus ``reward``."""
+        return self.evaluator.evaluate(plan)
+
+    def evaluate_many(self, plans: list[Plan | str]) -> list[dict]:
+        """Score several plans at once (a parallel executor runs them together)."""
+        return self.evaluator.evaluate_many(plans)
+
+    def render(self):
+        if self.render_mode != "ansi":
+            return None
+        lines = []
+        for i, spec in enumerate(self.layers):
+            where = "device" if self.partition is not None and i <= self.partition else "cloud "
+            mark = ">" if i == self.cursor_layer else " "
+            lines.append(f"{mark}{i:3d} {where} {spec!s:40s} {self.chosen.get(i, '')}")
+        return "\n".join(lines)
