@@ -11,12 +11,25 @@ from functools import lru_cache
 from pathlib import Path
 
 from privacysplit.data.base import Dataset, Split, make_dataset, stats
+from privacysplit.data.disk import (
+    load_cifar10,
+    load_cifar100,
+    load_imagefolder,
+    load_purchase100,
+    load_tinyimagenet,
+)
 from privacysplit.data.embedded import load_digits, load_mnist
 
 #: name -> loader(root) ; loaders for on-disk formats take the data directory.
 DATASETS: dict[str, Callable[[Path | None], Dataset]] = {
     "mnist": lambda root: load_mnist(),
     "digits": lambda root: load_digits(),
+    # Official on-disk formats under ``root`` (never downloaded; see privacysplit.data.disk).
+    "cifar10": load_cifar10,
+    "cifar100": load_cifar100,
+    "tinyimagenet": load_tinyimagenet,
+    "purchase100": load_purchase100,
+    "imagefolder": load_imagefolder,
 }
 
 
