@@ -15,7 +15,6 @@ import copy
 import hashlib
 import json
 import time
-import traceback
 from pathlib import Path
 
 import torch
@@ -25,6 +24,7 @@ from privacysplit.attacks import evaluate_split
 from privacysplit.compression import CompressionSettings, apply_plan
 from privacysplit.data import Dataset, load_dataset
 from privacysplit.envs.cache import EvalCache
+from privacysplit.envs.executor import EXECUTORS, Executor, measure_safely, make_executor
 from privacysplit.envs.reward import Reward, Thresholds
 from privacysplit.envs.space import SearchSpace
 from privacysplit.fidelity import Fidelity, get_fidelity
@@ -68,6 +68,10 @@ class Evaluator:
         profile: device profile for latency (S3).
         feature_noise: Gaussian noise on the released features, in units of their std
             (the paper's Table 7 baseline); 0 disables.
+        executor: where cache misses are measured: ``inprocess``, ``process`` (a local
+            pool of ``workers`` processes) or ``ray`` (``address`` joins a cluster).
+        workers: number of parallel workers for ``process`` and ``ray``.
+        address: Ray cluster address (``None`` starts a local Ray).
     """
 
     def __init__(
@@ -89,7 +93,22 @@ class Evaluator:
         seed: int = 0,
         profile: DeviceProfile | str | Path | None = None,
         feature_noise: float = 0.0,
+        executor: str = "inprocess",
+        workers: int = 1,
+        address: str | None = None,
     ) -> None:
+        self._init_kwargs = {
+            "base": base, "dataset": dataset, "data_root": data_root, "fidelity": fidelity,
+            "threat": threat, "privacy": privacy, "resource": resource, "thresholds": thresholds,
+            "techniques": techniques, "partitions": partitions, "settings": settings,
+            "device": device, "seed": seed, "profile": profile, "feature_noise": feature_noise,
+        }
+        if executor not in EXECUTORS:
+            raise ValueError(f"unknown executor {executor!r}; valid executors: {', '.join(EXECUTORS)}")
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        self.executor_kind, self.workers, self.address = executor, workers, address
+        self._executor: Executor | None = None
         self.threat = _choice("threat", threat, THREATS)
         self.privacy = _choice("privacy metric", privacy, PRIVACY)
         self.resource = _choice("resource metric", resource, RESOURCES)
@@ -147,22 +166,35 @@ class Evaluator:
     # -- evaluation --------------------------------------------------------------------
     def measure(self, plan: Plan) -> dict:
         """Compress, cost, retrain and attack ``plan`` (no cache); the raw metrics."""
+        return self.train_plan(plan)[2]
+
+    def train_plan(self, plan: Plan | str, return_attacker: bool = False) -> tuple[Network, Network, dict]:
+        """Build, retrain and attack ``plan``; the trained encoder and cloud and the metrics.
+
+        The same seed (derived from the cache key) as :meth:`measure`, so an exported model
+        is the one whose numbers the search saw.
+        """
+        plan = self.space.validate(plan)
         t0 = time.perf_counter()
         base, acc_base = self.base()
         fid = self.fidelity
         key_seed = int(self.key(plan)[:8], 16)
         torch.manual_seed(key_seed)
-        calib = self.data.normalize(self.data.train.take(min(256, len(self.data.train)), self.seed).x).to(self.device)
+        calib_x = self.data.train.take(min(256, len(self.data.train)), self.seed).x
+        calib = self.data.normalize(calib_x).to(self.device)
         encoder, cloud = apply_plan(base, plan, self.settings, calib=calib, distill_steps=fid.distill_steps)
         metrics = self._costs(encoder)
         result = evaluate_split(
             encoder, cloud, self.data, fidelity=fid, threat=self.threat, privacy=self.privacy,
             device=self.device, seed=key_seed, feature_noise=self.feature_noise,
+            return_attacker=return_attacker,
         )
+        if return_attacker:
+            metrics["attacker_model"] = result.get("attacker_model")
         metrics.update({k: v for k, v in result.items() if isinstance(v, (int, float, str)) or v is None})
         metrics["accuracy_base"] = acc_base
         metrics["eval_seconds"] = time.perf_counter() - t0
-        return metrics
+        return encoder, cloud, metrics
 
     def _costs(self, encoder: Network) -> dict:
         cost = CostModel(encoder, self.profile, full_length=len(self.structure)).encoder_cost(len(encoder) - 1)
@@ -173,45 +205,69 @@ class Evaluator:
             "latency_total_s": total.latency_s, **resource_savings(cost, total),
         }
 
+    def worker_kwargs(self) -> dict:
+        """Arguments that rebuild this evaluator in a worker (no cache: the driver writes)."""
+        return {**self._init_kwargs, "cache": False}
+
+    def executor(self) -> Executor:
+        """The executor, started on first use (after the base network is trained here, so
+        workers load it from the disk cache instead of training it in parallel)."""
+        if self._executor is None:
+            if self.executor_kind != "inprocess":
+                self.base()
+            self._executor = make_executor(self.executor_kind, self, self.workers, self.address)
+        return self._executor
+
+    def close(self) -> None:
+        """Stop worker processes or actors (the evaluator stays usable in-process)."""
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
+
     def evaluate(self, plan: Plan | str) -> dict:
         """Metrics and reward of ``plan``: the environment's terminal ``info`` plus ``reward``.
 
         Never raises for a failing or diverging evaluation: the reward is then 0 and the
         reason is in ``info["error"]``.  Invalid plans raise ``ValueError``.
         """
-        plan = self.space.validate(plan)
-        key = self.key(plan)
-        t0 = time.perf_counter()
-        cached = self.cache.get(key)
-        if cached is not None:
-            metrics, hit = dict(cached), True
-        else:
-            hit = False
-            try:
-                metrics = self.measure(plan)
-            except Exception as err:  # noqa: BLE001 - a failing plan must not kill a search
-                metrics = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(limit=3)}
-                return self._info(plan, metrics, hit, time.perf_counter() - t0)
-            self.cache.put(key, str(plan), self.config(), metrics)
-        return self._info(plan, metrics, hit, time.perf_counter() - t0)
+        return self.evaluate_many([plan])[0]
 
     def evaluate_many(self, plans: list[Plan | str]) -> list[dict]:
-        """Score several plans; the batch a parallel executor can spread over workers.
+        """Score several plans; cache misses run together on the executor.
 
-        Plans are validated first (an invalid one raises before any work), duplicates
-        within the batch are evaluated once, and results come back in input order.
+        Plans are validated first (an invalid one raises before any work), a plan repeated
+        within the batch is measured once, and results come back in input order.  Failed
+        measurements are reported (reward 0, ``error``) and not cached, so a transient
+        failure is retried next time.
         """
         parsed = [self.space.validate(p) for p in plans]
-        done: dict[str, dict] = {}
-        out = []
+        t0 = time.perf_counter()
+        found: dict[str, tuple[dict, bool]] = {}
+        missing: list[Plan] = []
         for plan in parsed:
             text = str(plan)
-            if text in done:
-                info = dict(done[text])
-                info["cache_hit"] = True
+            if text in found or plan in missing:
+                continue
+            cached = self.cache.get(self.key(plan))
+            if cached is not None:
+                found[text] = (cached, True)
             else:
-                info = done[text] = self.evaluate(plan)
-            out.append(info)
+                missing.append(plan)
+        if missing:
+            if self.executor_kind == "inprocess":
+                measured = [measure_safely(self, str(p)) for p in missing]
+            else:
+                measured = self.executor().measure_many([str(p) for p in missing])
+            for plan, metrics in zip(missing, measured, strict=True):
+                if "error" not in metrics or "accuracy" in metrics:
+                    self.cache.put(self.key(plan), str(plan), self.config(), metrics)
+                found[str(plan)] = (metrics, False)
+        lookup = time.perf_counter() - t0
+        out, seen = [], set()
+        for plan in parsed:
+            metrics, hit = found[str(plan)]
+            out.append(self._info(plan, metrics, hit or str(plan) in seen, lookup))
+            seen.add(str(plan))
         return out
 
     def _info(self, plan: Plan, metrics: dict, hit: bool, seconds: float) -> dict:

@@ -68,7 +68,8 @@ class PrivacySplitEnv(gym.Env):
     (allowed partition indices), ``settings`` (compression strengths), ``device``,
     ``cache`` (SQLite path, or ``"off"``), ``seed`` (base training and evaluation seed),
     ``profile`` (device profile for latency), ``feature_noise``, ``max_layers`` (pad the
-    observation to this many layers, for agents shared across networks), ``max_invalid``.
+    observation to this many layers, for agents shared across networks), ``max_invalid``,
+    ``executor`` (``inprocess``/``process``/``ray``) and ``workers`` for batch evaluation.
 
     ## Version History
 
@@ -98,6 +99,8 @@ class PrivacySplitEnv(gym.Env):
         feature_noise: float = 0.0,
         max_layers: int | None = None,
         max_invalid: int = 100,
+        executor: str = "inprocess",
+        workers: int = 1,
         render_mode: str | None = None,
         evaluator: Evaluator | None = None,
     ) -> None:
@@ -109,7 +112,7 @@ class PrivacySplitEnv(gym.Env):
             base, dataset, data_root=data_root, fidelity=fidelity, threat=threat, privacy=privacy,
             resource=resource, thresholds=thresholds, techniques=techniques, partitions=partitions,
             settings=settings, device=device, cache=cache, seed=seed, profile=profile,
-            feature_noise=feature_noise,
+            feature_noise=feature_noise, executor=executor, workers=workers,
         )
         self.space = self.evaluator.space
         self.layers = self.space.layers
@@ -231,6 +234,10 @@ class PrivacySplitEnv(gym.Env):
     def evaluate_many(self, plans: list[Plan | str]) -> list[dict]:
         """Score several plans at once (a parallel executor runs them together)."""
         return self.evaluator.evaluate_many(plans)
+
+    def close(self) -> None:
+        self.evaluator.close()
+        super().close()
 
     def render(self):
         if self.render_mode != "ansi":

@@ -1,0 +1,76 @@
+"""Evaluations per minute with 1 and 2 local workers (and Ray), in one run.
+
+Every configuration evaluates the same number of *distinct* plans of a LeNet space on a
+fresh in-memory cache, after the base network is trained once (so only plan evaluations
+are timed).  Ratios from one run are what to read: the machine is shared and noisy.
+
+    python benchmarks/throughput.py --fidelity cpu --plans 12
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", default="lenet", help="base network (default lenet)")
+    parser.add_argument("--fidelity", default="cpu", help="fidelity preset (default cpu)")
+    parser.add_argument("--plans", type=int, default=12, help="distinct plans per configuration")
+    parser.add_argument("--configs", default="inprocess:1,process:1,process:2,ray:2",
+                        help="comma-separated executor:workers pairs; ray is skipped when not installed")
+    parser.add_argument("--out", default="benchmarks/results/throughput", help="output folder")
+    args = parser.parse_args(argv)
+
+    from privacysplit.envs.evaluator import Evaluator
+
+    torch.set_num_threads(2)
+    rows = []
+    probe = Evaluator(args.base, fidelity=args.fidelity, cache=False)
+    probe.base()  # train (or load) the base network once, outside the timings
+    rng = np.random.default_rng(0)
+    plans: list[str] = []
+    while len(plans) < args.plans * 8:
+        p = str(probe.space.sample(rng))
+        if p not in plans:
+            plans.append(p)
+    for i, spec in enumerate(args.configs.split(",")):
+        kind, workers = spec.split(":")
+        if kind == "ray":
+            try:
+                import ray  # noqa: F401
+            except ImportError:
+                print("ray: not installed (pip install 'privacysplit[ray]'), skipped")
+                continue
+        ev = Evaluator(args.base, fidelity=args.fidelity, cache=False, executor=kind, workers=int(workers))
+        batch = plans[i * args.plans : (i + 1) * args.plans]
+        if kind != "inprocess":
+            ev.executor()  # start workers outside the timing
+            ev.executor().measure_many([plans[-1 - j] for j in range(int(workers))])  # warm up
+        t0 = time.perf_counter()
+        infos = ev.evaluate_many(batch)
+        seconds = time.perf_counter() - t0
+        ev.close()
+        errors = sum(1 for info in infos if info.get("error"))
+        rows.append({"executor": kind, "workers": int(workers), "plans": len(batch), "seconds": seconds,
+                     "evals_per_minute": 60 * len(batch) / seconds, "errors": errors})
+        print(f"{kind:10s} workers={workers}  {60 * len(batch) / seconds:7.1f} evaluations/min  ({seconds:.1f} s, {errors} errors)")
+    base = rows[0]["evals_per_minute"] if rows else 1.0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["| executor | workers | evaluations/min | x in-process |", "|---|---:|---:|---:|"]
+    lines += [f"| {r['executor']} | {r['workers']} | {r['evals_per_minute']:.1f} | {r['evals_per_minute'] / base:.2f} |" for r in rows]
+    (out / "throughput.md").write_text("\n".join(lines) + "\n")
+    (out / "throughput.json").write_text(json.dumps({"settings": vars(args), "rows": rows}, indent=2))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
