@@ -16,6 +16,62 @@ from torch import nn
 from privacysplit.training import batches
 
 
+class Fitter:
+    """Adam with a cosine-decayed rate over a known total of epochs, runnable in pieces.
+
+    Pieces let an attack warm several decoders up for one epoch, keep the best and finish
+    only that one, with its optimiser state and its place in the schedule intact.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[nn.Parameter],
+        step_loss: Callable[[torch.Tensor], torch.Tensor],
+        n: int,
+        *,
+        epochs: int,
+        batch_size: int,
+        lr: float,
+        generator: torch.Generator,
+        cosine: bool = True,
+    ) -> None:
+        self.params = [p for p in params if p.requires_grad]
+        self.step_loss, self.n, self.epochs = step_loss, n, epochs
+        self.batch_size, self.lr, self.generator, self.cosine = batch_size, lr, generator, cosine
+        self.opt = torch.optim.Adam(self.params, lr=lr) if self.params else None
+        self.total_steps = max(1, epochs * math.ceil(max(n, 1) / batch_size))
+        self.step = 0
+        self.done = 0
+
+    def run(self, epochs: int | None = None) -> float:
+        """Train ``epochs`` more epochs (default: all that remain); the last epoch's mean loss.
+
+        Returns NaN as soon as a loss is not finite.
+        """
+        epochs = self.epochs - self.done if epochs is None else min(epochs, self.epochs - self.done)
+        if self.opt is None or epochs <= 0 or self.n == 0:
+            return 0.0
+        last = 0.0
+        for _ in range(epochs):
+            total, count = 0.0, 0
+            for idx in batches(self.n, self.batch_size, self.generator):
+                if self.cosine:
+                    for group in self.opt.param_groups:
+                        group["lr"] = self.lr * 0.5 * (1.0 + math.cos(math.pi * self.step / self.total_steps))
+                self.opt.zero_grad(set_to_none=True)
+                loss = self.step_loss(idx)
+                if not torch.isfinite(loss):
+                    return float("nan")
+                loss.backward()
+                self.opt.step()
+                total += float(loss.detach()) * len(idx)
+                count += len(idx)
+                self.step += 1
+            last = total / max(count, 1)
+            self.done += 1
+        return last
+
+
 def fit(
     params: Iterable[nn.Parameter],
     step_loss: Callable[[torch.Tensor], torch.Tensor],
@@ -33,30 +89,8 @@ def fit(
         the mean loss of the last epoch, or NaN as soon as a loss is not finite (the caller
         reports divergence instead of raising).
     """
-    params = [p for p in params if p.requires_grad]
-    if not params or epochs <= 0 or n == 0:
-        return 0.0
-    opt = torch.optim.Adam(params, lr=lr)
-    steps = epochs * math.ceil(n / batch_size)
-    step = 0
-    last = 0.0
-    for _ in range(epochs):
-        total, count = 0.0, 0
-        for idx in batches(n, batch_size, generator):
-            if cosine:
-                for group in opt.param_groups:
-                    group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / steps))
-            opt.zero_grad(set_to_none=True)
-            loss = step_loss(idx)
-            if not torch.isfinite(loss):
-                return float("nan")
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-            count += len(idx)
-            step += 1
-        last = total / max(count, 1)
-    return last
+    return Fitter(params, step_loss, n, epochs=epochs, batch_size=batch_size, lr=lr,
+                  generator=generator, cosine=cosine).run()
 
 
 def add_noise(

@@ -19,18 +19,21 @@ from torch import nn
 from torch.nn import functional as F
 
 from privacysplit.attacks.decoders import DECODERS, Decoder, build_decoder
-from privacysplit.attacks.fitting import fit
+from privacysplit.attacks.fitting import Fitter
 from privacysplit.attacks.metrics import (
     mean_baseline_mse,
     mse,
     normalized_privacy_mse,
     ssim_loss,
     ssim_skimage,
+    ssim_torch,
 )
 from privacysplit.models import Network
 
 #: inversion metrics: P0 (MSE) and P1 (SSIM)
 INVERSION_METRICS: tuple[str, ...] = ("mse", "ssim")
+#: how the attack picks among candidate decoders
+SELECTIONS: tuple[str, ...] = ("warmup", "full")
 
 
 def reconstruction_loss(metric: str, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -40,6 +43,32 @@ def reconstruction_loss(metric: str, recon: torch.Tensor, target: torch.Tensor) 
     if metric == "mse":
         return F.mse_loss(recon, target)
     raise ValueError(f"unknown inversion metric {metric!r}; valid: {', '.join(INVERSION_METRICS)}")
+
+
+def decoder_fitter(
+    decoder: nn.Module,
+    feats: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    metric: str,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    generator: torch.Generator,
+) -> Fitter:
+    """A :class:`~privacysplit.attacks.fitting.Fitter` that maps ``feats`` to ``targets``.
+
+    A :class:`Decoder`'s parameter-free front is applied to ``feats`` once here.
+    """
+    prepared = decoder.prepare(feats) if isinstance(decoder, Decoder) else feats
+    forward = decoder.head if isinstance(decoder, Decoder) else decoder
+    decoder.train()
+
+    def step(idx: torch.Tensor) -> torch.Tensor:
+        return reconstruction_loss(metric, forward(prepared[idx]), targets[idx])
+
+    return Fitter(decoder.parameters(), step, len(feats), epochs=epochs, batch_size=batch_size, lr=lr,
+                  generator=generator)
 
 
 def train_decoder(
@@ -54,13 +83,8 @@ def train_decoder(
     generator: torch.Generator,
 ) -> float:
     """Fit ``decoder`` to map ``feats`` to ``targets``; the last epoch's mean loss (NaN if diverged)."""
-    decoder.train()
-
-    def step(idx: torch.Tensor) -> torch.Tensor:
-        return reconstruction_loss(metric, decoder(feats[idx]), targets[idx])
-
-    loss = fit(decoder.parameters(), step, len(feats), epochs=epochs, batch_size=batch_size, lr=lr,
-               generator=generator)
+    loss = decoder_fitter(decoder, feats, targets, metric=metric, epochs=epochs, batch_size=batch_size,
+                          lr=lr, generator=generator).run()
     decoder.eval()
     return loss
 
@@ -85,7 +109,8 @@ class InversionResult:
         mse_mean: the error of always answering the mean training input.
         ssim_mean: SSIM of always answering the mean training image (the collapse level).
         attacker: name of the decoder that won.
-        scores: each candidate's score on the metric attacked (higher = more leakage).
+        scores: each fully trained candidate's score on held-out inputs (SSIM, or -MSE).
+        warmup: each candidate's training loss after the warm-up epoch (when selecting).
         decoder: the winning decoder (features -> reconstructions in ``[0, 1]``).
         seconds: wall time of the attack (decoder training and measurement).
         diverged: a decoder's loss went non-finite.
@@ -99,6 +124,7 @@ class InversionResult:
     ssim_mean: float
     attacker: str
     scores: dict[str, float] = field(default_factory=dict)
+    warmup: dict[str, float] = field(default_factory=dict)
     decoder: Decoder | None = None
     seconds: float = 0.0
     diverged: bool = False
@@ -123,6 +149,7 @@ def invert(
     seed: int,
     decoders: Sequence[str] = DECODERS,
     generic_options: dict | None = None,
+    selection: str = "warmup",
 ) -> InversionResult:
     """Train each decoder in ``decoders`` against fixed features and measure the best.
 
@@ -135,6 +162,10 @@ def invert(
         seed: seeds decoder initialisation and batch order.
         decoders: candidate decoder names.
         generic_options: keyword arguments of the generic decoder (width, depth, ...).
+        selection: ``"warmup"``: train every candidate one epoch and finish only the one
+            with the lowest training loss (the cost of one decoder plus one epoch per
+            extra candidate); ``"full"``: finish all and keep the best on held-out inputs
+            (the reference attacker).
     """
     if metric not in INVERSION_METRICS:
         raise ValueError(f"unknown inversion metric {metric!r}; valid: {', '.join(INVERSION_METRICS)}")
@@ -143,40 +174,51 @@ def invert(
         raise ValueError("SSIM needs image inputs; for tabular data use privacy='mse' (P0)")
     if not decoders:
         raise ValueError(f"no decoder to attack with; valid decoders: {', '.join(DECODERS)}")
+    if selection not in SELECTIONS:
+        raise ValueError(f"unknown selection {selection!r}; valid: {', '.join(SELECTIONS)}")
     t0 = time.perf_counter()
-    out_shape = tuple(x_train.shape[1:])
-    best: tuple[float, str, Decoder, torch.Tensor] | None = None
-    scores: dict[str, float] = {}
-    diverged = False
+    candidates: dict[str, tuple[Decoder, Fitter]] = {}
     for k, name in enumerate(decoders):
         torch.manual_seed(seed + 7919 * (k + 1))
-        decoder = build_decoder(name, encoder, feats_train, out_shape, **(generic_options or {}) if name == "generic" else {})
-        decoder = decoder.to(feats_train.device)
+        options = (generic_options or {}) if name == "generic" else {}
+        decoder = build_decoder(name, encoder, feats_train, x_train, **options).to(feats_train.device)
         gen = torch.Generator().manual_seed(seed + 104729 * (k + 1))
-        loss = train_decoder(decoder, feats_train, x_train, metric=metric, epochs=epochs,
-                             batch_size=batch_size, lr=lr, generator=gen)
+        candidates[name] = (decoder, decoder_fitter(decoder, feats_train, x_train, metric=metric, epochs=epochs,
+                                                    batch_size=batch_size, lr=lr, generator=gen))
+    diverged = False
+    warmup: dict[str, float] = {}
+    if selection == "warmup" and len(candidates) > 1 and epochs > 1:
+        # successive halving in one step: one epoch each, finish only the lowest training loss
+        for name, (_, fitter) in candidates.items():
+            warmup[name] = fitter.run(1)
+        finite = {n: v for n, v in warmup.items() if v == v}
+        diverged = len(finite) < len(warmup)
+        keep = min(finite, key=finite.get) if finite else None
+        candidates = {n: c for n, c in candidates.items() if n == keep}
+    best: tuple[float, str, Decoder, torch.Tensor] | None = None
+    scores: dict[str, float] = {}
+    for name, (decoder, fitter) in candidates.items():
+        loss = fitter.run()
+        decoder.eval()
         if loss != loss:  # NaN: this decoder diverged
             diverged = True
             scores[name] = float("nan")
             continue
         recon = reconstruct(decoder, feats_val)
-        score = float(ssim_skimage(recon, x_val).mean()) if metric == "ssim" else -mse(recon, x_val)
+        score = float(ssim_torch(recon, x_val)) if metric == "ssim" else -mse(recon, x_val)
         scores[name] = score
         if best is None or score > best[0]:
             best = (score, name, decoder, recon)
     mse_mean = mean_baseline_mse(x_train, x_val)
     mean_image = x_train.float().mean(0, keepdim=True).expand_as(x_val)
-    ssim_mean = float(ssim_skimage(mean_image, x_val).mean()) if is_image else float("nan")
+    ssim_mean = float(ssim_torch(mean_image.contiguous(), x_val)) if is_image else float("nan")
     if best is None:
         return InversionResult(1.0, 1.0 if is_image else float("nan"), 0.0, 0.0, mse_mean, ssim_mean,
-                               "none", scores, None, time.perf_counter() - t0, True)
+                               "none", scores, warmup, None, time.perf_counter() - t0, True)
     _, name, decoder, recon = best
     err = mse(recon, x_val)
     ssim_value = float(ssim_skimage(recon, x_val).mean()) if is_image else float("nan")
-    if metric == "ssim":
-        privacy = max(ssim_value, 0.0)
-    else:
-        privacy = normalized_privacy_mse(err, mse_mean)
+    privacy = max(ssim_value, 0.0) if metric == "ssim" else normalized_privacy_mse(err, mse_mean)
     return InversionResult(
         privacy_loss=privacy,
         ssim=ssim_value,
@@ -186,6 +228,7 @@ def invert(
         ssim_mean=ssim_mean,
         attacker=name,
         scores=scores,
+        warmup=warmup,
         decoder=decoder,
         seconds=time.perf_counter() - t0,
         diverged=diverged,

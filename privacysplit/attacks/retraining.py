@@ -272,7 +272,7 @@ def _proactive(
         if privacy == "property":
             attacker: nn.Module = PropertyClassifier(feats, data.num_classes(private)).to(dev)
         else:
-            attacker = generic_decoder(feats, tuple(x.shape[1:])).to(dev)
+            attacker = generic_decoder(feats, x).to(dev)
         if previous is not None:
             # carry the weights over, with the standardiser refitted to the current features
             state = {k: v for k, v in previous.state_dict().items() if not k.startswith("standardizer.")}
