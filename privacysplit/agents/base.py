@@ -1,0 +1,303 @@
+"""The searcher interface and the bookkeeping every searcher shares.
+
+A *searcher* is any object with
+
+.. code-block:: python
+
+    search(env, budget, *, max_seconds=None, log_dir=None, progress=True) -> SearchResult
+
+``budget`` counts plan evaluations: every plan handed to the evaluator counts once, whether
+it is measured or answered from the evaluation cache (a repeated plan is cheap but still
+spends budget, so a searcher that keeps proposing the same plan learns nothing new and pays
+for it).  ``max_seconds`` also stops the search, between batches.
+
+The stock searchers derive from :class:`BaseSearcher` and do all their evaluating through a
+:class:`SearchRun`, which cuts batches to the remaining budget, calls
+``env.unwrapped.evaluate_many`` with the whole batch (so a parallel executor can run it at
+once), records the history, keeps the best plan, writes TensorBoard scalars and shows a
+progress bar.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, fields, is_dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from privacysplit.agents.result import SearchResult
+
+#: metrics written to TensorBoard for every evaluation (tag ``search/<name>``)
+LOGGED_METRICS = ("reward", "accuracy", "privacy_loss", "resource")
+
+
+@runtime_checkable
+class Searcher(Protocol):
+    """Anything that searches plans on a PrivacySplit env under an evaluation budget."""
+
+    def search(
+        self,
+        env,
+        budget: int,
+        *,
+        max_seconds: float | None = None,
+        log_dir: str | None = None,
+        progress: bool = True,
+    ) -> SearchResult: ...
+
+
+def unwrap(env):
+    """The bare environment (or evaluator-like object) behind Gymnasium wrappers.
+
+    Raises:
+        TypeError: when it has no ``space`` and ``evaluate_many`` (not a PrivacySplit env).
+    """
+    base = getattr(env, "unwrapped", env)
+    missing = [a for a in ("space", "evaluate_many") if not hasattr(base, a)]
+    if missing:
+        raise TypeError(
+            f"{type(base).__name__} is not a PrivacySplit environment (it lacks {', '.join(missing)}); "
+            "pass gym.make('PrivacySplit-v0', ...) or a PrivacySplitEnv"
+        )
+    return base
+
+
+def make_config(cls: type, config: Any, options: dict, agent: str):
+    """``config`` itself, or ``cls(**options)`` with unknown options reported by name."""
+    if config is not None:
+        if options:
+            raise ValueError(f"agent {agent!r}: pass either config= or keyword options, not both")
+        if not isinstance(config, cls):
+            raise ValueError(f"agent {agent!r}: config must be a {cls.__name__}, got {type(config).__name__}")
+        return config
+    valid = [f.name for f in fields(cls)]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown option(s) {', '.join(unknown)} for agent {agent!r}; valid options: {', '.join(valid)}")
+    return cls(**options)
+
+
+def check_positive(name: str, value, *, integer: bool = True, allow_none: bool = False) -> None:
+    """Raise ``ValueError`` unless ``value`` is a positive int (or float, or ``None``)."""
+    if value is None and allow_none:
+        return
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
+        kind = "a positive integer" if integer else "a positive number"
+        raise ValueError(f"{name} must be {kind}{' or None' if allow_none else ''}, got {value!r}")
+
+
+def _metric(info: dict, key: str) -> float:
+    value = info.get(key)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+class SearchRun:
+    """Budget, clock, history, best plan and logs of one search.
+
+    Args:
+        env: the bare environment (anything with ``space`` and ``evaluate_many``).
+        budget: number of plan evaluations allowed (cache hits count).
+        max_seconds: wall-time limit, checked between batches (``None``: no limit).
+        log_dir: folder for TensorBoard scalars and the ``history.csv`` / ``result.json``
+            written at the end (``None``: no files).
+        progress: show a tqdm bar over evaluations.
+        agent: searcher name (bar label, result field).
+        config: the searcher's configuration, stored in the result.
+    """
+
+    def __init__(
+        self,
+        env,
+        budget: int,
+        *,
+        max_seconds: float | None = None,
+        log_dir: str | Path | None = None,
+        progress: bool = True,
+        agent: str = "",
+        config: dict | None = None,
+    ) -> None:
+        check_positive("budget", budget)
+        check_positive("max_seconds", max_seconds, integer=False, allow_none=True)
+        self.env = unwrap(env)
+        self.space = self.env.space
+        self.budget = int(budget)
+        self.max_seconds = max_seconds
+        self.agent = agent
+        self.config = config or {}
+        self.log_dir = None if log_dir is None else Path(log_dir)
+        self.history: list[dict] = []
+        self.best: dict | None = None
+        self.batches = 0
+        self.stop_reason: str | None = None
+        self._t0 = time.perf_counter()
+        self._writer = None
+        if self.log_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter  # heavy: only when logging
+
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            self._writer = SummaryWriter(str(self.log_dir))
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=self.budget, desc=agent or "search", unit="eval", disable=not progress, leave=False)
+
+    # -- state ---------------------------------------------------------------------
+    @property
+    def evaluations(self) -> int:
+        return len(self.history)
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.budget - len(self.history))
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._t0
+
+    @property
+    def done(self) -> bool:
+        """True once the budget or the time is used up, or :meth:`stop` was called."""
+        if self.stop_reason is not None:
+            return True
+        if self.remaining <= 0:
+            self.stop_reason = "budget"
+        elif self.max_seconds is not None and self.elapsed >= self.max_seconds:
+            self.stop_reason = "time"
+        return self.stop_reason is not None
+
+    @property
+    def best_reward(self) -> float:
+        return -math.inf if self.best is None else float(self.best["reward"])
+
+    def stop(self, reason: str) -> None:
+        """End the search early (e.g. ``"exhausted"`` when no new plan is left)."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    # -- evaluating ----------------------------------------------------------------
+    def evaluate(self, plans: list) -> list[dict]:
+        """Evaluate ``plans`` as one batch, cut to the remaining budget; their infos in order.
+
+        Returns fewer infos than plans when the budget runs out (possibly none).
+        """
+        plans = list(plans)[: self.remaining]
+        if not plans:
+            return []
+        infos = self.env.evaluate_many(plans)
+        self.batches += 1
+        for info in infos:
+            self.record(info)
+        return infos
+
+    def record(self, info: dict) -> dict:
+        """Add one evaluated plan (an evaluator info dict with ``plan`` and ``reward``)."""
+        row = {
+            "step": len(self.history) + 1,
+            "batch": self.batches,
+            "plan": str(info["plan"]),
+            "reward": float(info["reward"]),
+            "accuracy": _metric(info, "accuracy"),
+            "privacy_loss": _metric(info, "privacy_loss"),
+            "resource": _metric(info, "resource"),
+            "cache_hit": bool(info.get("cache_hit", False)),
+            "wall_time": self.elapsed,
+            "eval_seconds": _metric(info, "eval_seconds"),
+            "error": info.get("error"),
+        }
+        self.history.append(row)
+        if self.best is None or row["reward"] > self.best_reward:
+            self.best = {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool)) or v is None}
+            self.best["plan"] = row["plan"]
+            self.best["reward"] = row["reward"]
+        if self._writer is not None:
+            for name in LOGGED_METRICS:
+                if math.isfinite(row[name]):
+                    self._writer.add_scalar(f"search/{name}", row[name], row["step"])
+            self._writer.add_scalar("search/best_reward", self.best_reward, row["step"])
+            self._writer.add_scalar("search/cache_hit", float(row["cache_hit"]), row["step"])
+        self._bar.update(1)
+        self._bar.set_postfix(best=f"{self.best_reward:.4f}", refresh=False)
+        return row
+
+    def log_scalar(self, tag: str, value: float, step: int | None = None) -> None:
+        """Write a TensorBoard scalar (e.g. ``losses/policy``) at ``step`` (default: evaluations)."""
+        if self._writer is not None:
+            self._writer.add_scalar(tag, float(value), self.evaluations if step is None else step)
+
+    def close(self) -> SearchResult:
+        """Finish: the :class:`SearchResult`; writes ``history.csv`` and ``result.json``."""
+        self.done  # noqa: B018  (sets stop_reason when the budget or time is used up)
+        self._bar.close()
+        best = self.best or {}
+        result = SearchResult(
+            best_plan=str(best.get("plan", "")),
+            best_reward=self.best_reward,
+            best_metrics=dict(best),
+            history=self.history,
+            agent=self.agent,
+            budget=self.budget,
+            seconds=self.elapsed,
+            stop_reason=self.stop_reason or "stopped",
+            config=self.config,
+        )
+        if self._writer is not None:
+            self._writer.flush()
+            self._writer.close()
+            self._writer = None
+        if self.log_dir is not None:
+            result.to_csv(self.log_dir / "history.csv")
+            result.to_json(self.log_dir / "result.json")
+        return result
+
+
+class BaseSearcher:
+    """Shared ``search`` of the stock agents: subclasses implement :meth:`run`.
+
+    Each subclass names a ``Config`` dataclass; ``Agent(**options)`` builds it, unknown
+    options are a ``ValueError`` listing the valid ones, and ``agent.config`` holds it.
+    """
+
+    name: ClassVar[str] = "base"
+    Config: ClassVar[type]
+
+    def __init__(self, config=None, **options) -> None:
+        self.config = make_config(self.Config, config, options, self.name)
+
+    def search(
+        self,
+        env,
+        budget: int,
+        *,
+        max_seconds: float | None = None,
+        log_dir: str | Path | None = None,
+        progress: bool = True,
+    ) -> SearchResult:
+        """Search ``env`` with at most ``budget`` plan evaluations (cache hits count).
+
+        Args:
+            env: a ``PrivacySplit-v0`` env (wrapped or not).
+            budget: evaluations allowed; every plan given to the evaluator counts once,
+                measured or answered from the cache.
+            max_seconds: also stop after this much wall time (checked between batches).
+            log_dir: write TensorBoard scalars, ``history.csv`` and ``result.json`` here.
+            progress: show a progress bar over evaluations.
+        """
+        config = asdict(self.config) if is_dataclass(self.config) else {}
+        run = SearchRun(env, budget, max_seconds=max_seconds, log_dir=log_dir, progress=progress, agent=self.name, config=config)
+        try:
+            self.run(env, run)
+        except BaseException:
+            run.close()
+            raise
+        return run.close()
+
+    def run(self, env, run: SearchRun) -> None:
+        """Propose plans and evaluate them through ``run`` until ``run.done``."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config})"
