@@ -98,6 +98,7 @@ def apply_plan(
             raise ValueError(f"cannot apply {name} to {describe(model, index)}: {err}") from err
     replaced = sorted(i for i, name in plan.techniques if get(name).replaces)
     if replaced and calib is not None and distill_steps > 0:
+        calib = calib[: settings.distill_samples]
         _distill(model, net, replaced, calib, distill_steps, settings.distill_lr)
     return split(net, plan.partition)
 

@@ -183,6 +183,7 @@ INPUTS: dict[type, Inputs] = {
     BasicBlock: Inputs(("conv1",), shortcut="shortcut"),
     Bottleneck: Inputs(("conv1",), shortcut="shortcut"),
     WideBasic: Inputs(("conv1",), norms=("bn1",), shortcut="shortcut"),
+    InvertedResidual: Inputs(("conv1",)),  # only without its residual link: see can_shrink_input
     InceptionA: Inputs(tuple(f"{b}.conv" for b in ("branch1x1", "branch5x5_1", "branch3x3dbl_1", "branch_pool"))),
     InceptionC: Inputs(tuple(f"{b}.conv" for b in ("branch1x1", "branch7x7_1", "branch7x7dbl_1", "branch_pool"))),
     InceptionE: Inputs(tuple(f"{b}.conv" for b in ("branch1x1", "branch3x3_1", "branch3x3dbl_1", "branch_pool"))),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from privacysplit.compression.layers import Crop, ReplacedPath
@@ -53,6 +54,24 @@ def geometric_conv(
     if crop == (0, 0):
         return conv
     return nn.Sequential(Crop(crop), conv)
+
+
+@torch.no_grad()
+def densify_(weight: torch.Tensor) -> torch.Tensor:
+    """Replace exact zeros of a freshly built, trainable ``weight`` by tiny values (1e-6 of
+    its RMS), in place.
+
+    Structured initialisations (an identity depthwise kernel, a zero projection) would
+    otherwise look like pruned weights to the non-zero parameter count (S1), although
+    retraining fills them in; nudging them keeps the count honest and the function the same
+    to within 1e-6.
+    """
+    zeros = weight == 0
+    if zeros.any():
+        rms = weight.pow(2).mean().sqrt().clamp_min(1e-3)
+        noise = torch.randn(int(zeros.sum()), dtype=weight.dtype, device=weight.device)
+        weight[zeros] = noise * (1e-6 * rms) + (noise == 0).to(weight.dtype) * 1e-6 * rms
+    return weight
 
 
 def depthwise_kernel(conv: nn.Conv2d) -> tuple[Pair, Pair]:

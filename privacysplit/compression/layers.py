@@ -52,8 +52,9 @@ class Crop(nn.Module):
 class InvertedBottleneck(nn.Module):
     """C2's structure: 1x1 expand, ReLU6, depthwise, ReLU6, 1x1 linear projection (+ x).
 
-    No batch norm inside: the slot's own normalisation (if any) follows, and a BN-free block
-    can start as an exact function of the trained kernel (see :mod:`.inverted`).
+    No batch norm inside: the slot's own normalisation (if any) follows the replaced layer,
+    and batch statistics inside a one-layer replacement would make its output depend on the
+    batch during retraining but not in deployment.
     """
 
     def __init__(self, expand: nn.Conv2d, depthwise: nn.Conv2d, project: nn.Conv2d, residual: bool) -> None:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from privacysplit.compression.convs import depthwise_kernel, pair
+from privacysplit.compression.convs import densify_, depthwise_kernel, pair
 from privacysplit.compression.replacement import ConvReplacement
 from privacysplit.compression.settings import CompressionSettings
 
@@ -58,4 +58,6 @@ class DepthwiseSeparable(ConvReplacement):
             pointwise.weight.copy_(pw)
             if conv.bias is not None:
                 pointwise.bias.copy_(conv.bias)
+            densify_(depthwise.weight)
+            densify_(pointwise.weight)
         return nn.Sequential(depthwise, pointwise).to(conv.weight.device)
