@@ -229,6 +229,11 @@ class GenericDecoder(nn.Module):
       resolution and a bilinear resize onto the grid;
     * flat features (linear layers, 1x1 maps) go through a two-layer MLP onto the grid.
 
+    Where the features line up with the output (folded maps, flat vectors) a linear
+    shortcut is added to the logits: early-layer features are nearly linearly invertible,
+    and a shortcut learns that in a few steps where the deep path needs hundreds (an
+    identity encoder went from SSIM 0.95 to 0.99 at the same cost).
+
     Why this shape: on one CPU thread a 3x3 convolution over a 28x28 map with 16 channels
     costs more time than one with 30x the multiply-accumulates over an 8x8 map with 128, so
     the capacity goes where the CPU computes efficiently.  The same design inverts LeNet's
@@ -258,6 +263,7 @@ class GenericDecoder(nn.Module):
         super().__init__()
         feat_shape, out_shape = tuple(feat_shape), tuple(out_shape)
         self.stem: nn.Module = nn.Identity()
+        self.skip: nn.Module | None = None
         if not _is_map(out_shape):
             hidden = max(256, min(1024, 2 * _numel(out_shape)))
             self.net = nn.Sequential(
@@ -275,12 +281,17 @@ class GenericDecoder(nn.Module):
             c_in = feat_shape[0] * fold * fold
             self.stem = nn.Sequential(CenterPad(fold * grid), nn.PixelUnshuffle(fold))
             mods += [nn.Conv2d(c_in, width, 3 if c_in <= 256 else 1, 1, 1 if c_in <= 256 else 0)]
+            if fold == scale:  # grid cells line up with output cells: a linear shortcut
+                self.skip = nn.Sequential(nn.Conv2d(c_in, c_out * scale * scale, 1), nn.PixelShuffle(scale),
+                                          Resize((h_out, w_out), "bilinear"))
         elif _is_map(feat_shape) and min(feat_shape[1:]) > 1:
             mods += [nn.Conv2d(feat_shape[0], width, 3, 1, 1), nn.BatchNorm2d(width), nn.ReLU(),
                      Resize((grid, grid), "bilinear"), nn.Conv2d(width, width, 3, 1, 1)]
         else:
             mods += [nn.Flatten(), nn.Linear(_numel(feat_shape), hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
                      nn.Linear(hidden, width * grid * grid), Reshape((width, grid, grid))]
+            self.skip = nn.Sequential(nn.Flatten(), nn.Linear(_numel(feat_shape), _numel(out_shape)),
+                                      Reshape(out_shape))
         mods += [nn.BatchNorm2d(width), nn.ReLU()]
         for _ in range(depth - 1):
             mods += [nn.Conv2d(width, width, 3, 1, 1), nn.BatchNorm2d(width), nn.ReLU()]
@@ -290,7 +301,8 @@ class GenericDecoder(nn.Module):
         self.net = nn.Sequential(*mods)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        out = self.net(x)
+        return out if self.skip is None else out + self.skip(x)
 
 
 def generic_decoder(feats: torch.Tensor, targets: torch.Tensor, **options) -> Decoder:

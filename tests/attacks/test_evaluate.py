@@ -1,0 +1,182 @@
+"""evaluate_split: options, label conventions, determinism, read-only attacks, edge cases."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from privacysplit.attacks import evaluate_split, invert
+from privacysplit.attacks.fitting import release
+from privacysplit.attacks.metrics import ssim_loss, ssim_skimage
+from privacysplit.data import make_dataset
+from privacysplit.fidelity import get_fidelity
+from privacysplit.models import LayerSpec, Network, build, split
+from privacysplit.training import pretrained_base
+from tests.attacks.conftest import QUICK, constant_split, identity_split
+
+SMOKE = get_fidelity("smoke")
+
+
+@pytest.fixture(scope="module")
+def lenet(mnist, cache_root):
+    return pretrained_base("lenet", mnist, fidelity="smoke", cache=cache_root)[0]
+
+
+def _state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_bad_options_list_the_valid_ones(mnist, lenet):
+    enc, cloud = split(copy.deepcopy(lenet), 2)
+    with pytest.raises(ValueError, match="reactive, proactive"):
+        evaluate_split(enc, cloud, mnist, fidelity=SMOKE, threat="passive")
+    with pytest.raises(ValueError, match="mse, ssim, property"):
+        evaluate_split(enc, cloud, mnist, fidelity=SMOKE, privacy="psnr")
+    with pytest.raises(ValueError, match="non-negative"):
+        evaluate_split(enc, cloud, mnist, fidelity=SMOKE, feature_noise=-1.0)
+
+
+def test_smoke_result_keys_and_ranges(mnist, lenet):
+    enc, cloud = split(copy.deepcopy(lenet), 5)
+    out = evaluate_split(enc, cloud, mnist, fidelity=SMOKE, return_attacker=True)
+    for key in ("accuracy", "privacy_loss", "ssim", "mse", "mse_norm", "inv_mse", "attacker",
+                "train_seconds", "attack_seconds"):
+        assert key in out
+    assert "error" not in out
+    assert 0 <= out["accuracy"] <= 1 and 0 <= out["privacy_loss"] <= 1
+    assert out["privacy_loss"] == pytest.approx(max(out["ssim"], 0.0))
+    assert out["inv_mse"] == pytest.approx(1 / out["mse"])
+    x = mnist.val.x[:8]
+    feats = release(enc, x, mnist.normalize)
+    with torch.no_grad():
+        recon = out["attacker_model"](feats)
+    assert recon.shape == x.shape and float(recon.min()) >= 0 and float(recon.max()) <= 1
+
+
+def test_same_seed_same_numbers(mnist, lenet):
+    results = []
+    for _ in range(2):
+        enc, cloud = split(copy.deepcopy(lenet), 2)
+        out = evaluate_split(enc, cloud, mnist, fidelity=SMOKE, threat="proactive", seed=3)
+        results.append({k: v for k, v in out.items() if not k.endswith("_seconds")})
+    assert results[0] == results[1]
+
+
+def test_reactive_attack_leaves_the_encoder_bit_identical(mnist, lenet):
+    enc, cloud = split(copy.deepcopy(lenet), 9)
+    before = _state(enc)
+    # N_ec = 0: no retraining, so every change would come from the attack
+    out = evaluate_split(enc, cloud, mnist, fidelity=SMOKE.with_(n_ec=0))
+    assert "error" not in out
+    after = _state(enc)
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_attack_alone_is_read_only_with_batch_norm(mnist):
+    torch.manual_seed(0)
+    net = build("vgg11", num_classes=10, input_shape=(1, 32, 32))
+    enc, _ = split(net, 2)  # conv, bn, relu: running statistics must not move
+    enc.train()
+    before = _state(enc)
+    x = mnist.train.x[:64]
+    feats = release(enc, x, mnist.normalize)
+    invert(enc, feats, x, feats[:16], x[:16], metric="mse", epochs=1, batch_size=32, lr=3e-3, seed=0)
+    assert all(torch.equal(before[k], v) for k, v in _state(enc).items())
+    assert enc.training  # release() restores the mode
+
+
+def test_identity_encoder_is_inverted_almost_perfectly(mnist):
+    enc, cloud = identity_split()
+    out = evaluate_split(enc, cloud, mnist, fidelity=get_fidelity("cpu").with_(n_ec=0))
+    assert out["ssim"] >= 0.95, out
+    assert out["privacy_loss"] >= 0.95
+
+
+def _best_constant_ssim(train_x: torch.Tensor, val_x: torch.Tensor, steps: int = 300) -> float:
+    """SSIM of the single image that maximises mean SSIM over the training images."""
+    torch.manual_seed(0)
+    logit = torch.logit(train_x.mean(0, keepdim=True).clamp(0.01, 0.99)).requires_grad_(True)
+    opt = torch.optim.Adam([logit], lr=0.05)
+    for _ in range(steps):
+        idx = torch.randint(0, len(train_x), (128,))
+        opt.zero_grad()
+        ssim_loss(torch.sigmoid(logit).expand(128, -1, -1, -1), train_x[idx]).backward()
+        opt.step()
+    image = torch.sigmoid(logit.detach()).expand_as(val_x)
+    return float(ssim_skimage(image, val_x).mean())
+
+
+def test_input_independent_encoder_leaks_nothing(mnist):
+    enc, cloud = constant_split()
+    out = evaluate_split(enc, cloud, mnist, fidelity=QUICK, privacy="ssim")
+    train = mnist.train.take(QUICK.n_train, 0)
+    val = mnist.val.take(QUICK.n_val, 0)
+    best_constant = _best_constant_ssim(train.x, val.x)
+    # a blind attacker can at best answer the SSIM-optimal constant image (~0.29 on mnist,
+    # above the mean image's ~0.15), and it must not do better than that
+    assert out["ssim"] <= best_constant + 0.02, (out, best_constant)
+    assert out["ssim"] >= out["ssim_mean"]
+    enc, cloud = constant_split()
+    out = evaluate_split(enc, cloud, mnist, fidelity=QUICK, privacy="mse")
+    assert out["privacy_loss"] <= 0.05, out
+    assert out["mse_norm"] >= 0.95
+
+
+def test_property_inference_raw_beats_deep_and_constant_is_chance(mnist, cache_root):
+    fid = QUICK.with_(n_ec=0)
+    enc, cloud = identity_split(classes=2)
+    raw = evaluate_split(enc, cloud, mnist, fidelity=fid, privacy="property")
+    coarse_lenet = pretrained_base("lenet", mnist, labels="coarse", fidelity="smoke", cache=cache_root)[0]
+    enc, cloud = split(copy.deepcopy(coarse_lenet), 9)
+    deep = evaluate_split(enc, cloud, mnist, fidelity=fid, privacy="property")
+    enc, cloud = constant_split(classes=2)
+    blind = evaluate_split(enc, cloud, mnist, fidelity=fid, privacy="property")
+    assert raw["property_chance"] == pytest.approx(0.1, abs=0.03)  # ten balanced digits
+    assert raw["property_accuracy"] >= 0.8, raw
+    assert raw["property_accuracy"] >= deep["property_accuracy"] - 0.02, (raw, deep)
+    assert blind["property_accuracy"] <= blind["property_chance"] + 0.05, blind
+    assert raw["privacy_loss"] == raw["property_accuracy"]
+
+
+def test_feature_noise_costs_accuracy_and_privacy_loss(mnist, lenet):
+    clean = evaluate_split(*split(copy.deepcopy(lenet), 5), mnist, fidelity=SMOKE, privacy="mse")
+    noisy = evaluate_split(*split(copy.deepcopy(lenet), 5), mnist, fidelity=SMOKE, privacy="mse",
+                           feature_noise=10.0)
+    assert noisy["privacy_loss"] < clean["privacy_loss"]
+    assert noisy["accuracy"] < clean["accuracy"]
+
+
+def test_divergence_is_reported_not_raised(mnist):
+    class Explode(nn.Module):
+        def forward(self, x):
+            return x * float("nan")
+
+    enc = Network([LayerSpec("dropout")], [Explode()], input_shape=(1, 32, 32))
+    _, cloud = identity_split()
+    out = evaluate_split(enc, cloud, mnist, fidelity=SMOKE)
+    assert "error" in out and out["accuracy"] == 0.0
+    assert all(math.isfinite(v) for v in out.values() if isinstance(v, float))
+
+
+def _tabular():
+    g = torch.Generator().manual_seed(0)
+    fine = torch.randint(0, 4, (600,), generator=g)
+    x = (torch.rand(600, 30, generator=g) < (0.2 + 0.15 * fine.view(-1, 1))).float()
+    return make_dataset("tab", x, fine, fine % 2, num_fine=4, num_coarse=2, n_val=100, n_test=100)
+
+
+def test_tabular_data_inverts_with_mse_and_refuses_ssim():
+    data = _tabular()
+    net = build("fcn", num_classes=4, input_shape=(30,))
+    enc, cloud = split(net, 1)
+    with pytest.raises(ValueError, match="privacy='mse'"):
+        evaluate_split(enc, cloud, data, fidelity=SMOKE, privacy="ssim")
+    out = evaluate_split(enc, cloud, data, fidelity=SMOKE, privacy="mse")
+    assert 0 <= out["privacy_loss"] <= 1 and math.isnan(out["ssim"])
+    out = evaluate_split(enc, cloud, data, fidelity=SMOKE, privacy="property", threat="proactive")
+    assert 0 <= out["property_accuracy"] <= 1
