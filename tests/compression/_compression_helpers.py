@@ -25,3 +25,13 @@ def pairs(net: Network) -> list[tuple[int, str]]:
     from privacysplit.compression import applicable
 
     return [(i, t) for i, spec in enumerate(net.layers) for t in applicable(spec)[1:]]
+
+
+@cache
+def reference(name: str) -> tuple[torch.Size, int]:
+    """Output shape of the base network on :func:`batch` and its parameter count."""
+    from privacysplit.models import count_params
+
+    net = network(name)
+    with torch.no_grad():
+        return net(batch(net)).shape, count_params(net)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from _compression_helpers import batch, network
 
-from privacysplit.compression import CompressionSettings, apply_plan
+from privacysplit.compression import apply_plan
 from privacysplit.models import build, count_params, layer_macs, split
 from privacysplit.plan import Plan
 
