@@ -41,8 +41,12 @@ class Compressor(ABC):
     def transform(
         self, module: nn.Module, spec: LayerSpec, settings: CompressionSettings
     ) -> nn.Module:
-        """A compressed replacement for the trained ``module`` (never modifies ``module``'s
-        shape contract: same input and output shapes)."""
+        """A compressed replacement for the trained ``module``, with the same input and output
+        shapes (W2 on a lone convolution scatters its output back to full width).
+
+        May modify ``module`` in place (pruning masks, blocks rebuilt from the inside) and
+        return it: :func:`~privacysplit.compression.apply_plan` only calls it on a deep copy.
+        """
 
     def apply(self, net: Network, index: int, settings: CompressionSettings) -> None:
         """Compress layer ``index`` of ``net`` in place (``net`` is already a private copy).
