@@ -6,6 +6,14 @@ for the encoder).  It trains every candidate decoder (:data:`~privacysplit.attac
 with the loss of the metric it attacks (MSE for P0, ``1 - SSIM`` for P1: on MNIST an
 MSE-trained decoder loses ~0.13 SSIM to faint background errors and would flatter every
 plan), and the privacy loss is the best that any of them achieves on held-out images.
+
+Choosing the decoder cheaply (``selection="warmup"``, what evaluations use): every candidate
+trains one epoch on the same batches, and only the one with the lowest training loss
+finishes its N_d epochs; the cost is one decoder plus one epoch per extra candidate instead
+of one decoder per candidate.  ``selection="full"`` finishes all of them and keeps the best
+on held-out images (the reference attacker of ``benchmarks/attack_strength.py``, which
+measures how much the shortcut costs).  Candidates are scored on held-out images with the
+fast SSIM; the reported SSIM of the winner is scikit-image's.
 """
 
 from __future__ import annotations

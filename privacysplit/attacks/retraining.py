@@ -167,7 +167,10 @@ def evaluate_split(
     Returns:
         ``accuracy``, ``privacy_loss`` (in ``[0, 1]``, the reward's P), ``attacker``,
         ``train_seconds``, ``attack_seconds``; for inversion ``ssim``, ``mse``, ``mse_norm``,
-        ``mse_mean``, ``ssim_mean`` (collapse level), ``inv_mse`` and ``score_<decoder>``;
+        ``mse_mean``, ``ssim_mean`` (the mean image's SSIM), ``inv_mse``, ``score_<decoder>``
+        (held-out score of each finished decoder) and ``warmup_loss_<decoder>`` (training
+        loss after the warm-up epoch that picked the decoder to finish); ``ssim`` is NaN
+        for tabular data;
         for property inference ``property_accuracy`` and ``property_chance``; ``error``
         only when training diverged (then accuracy is 0 and every value finite).
 
@@ -242,6 +245,7 @@ def evaluate_split(
         mse_mean=inv.mse_mean, ssim_mean=inv.ssim_mean, inv_mse=inv.inv_mse, attacker=inv.attacker,
         attack_seconds=t_attack,
         **{f"score_{name}": value for name, value in inv.scores.items()},
+        **{f"warmup_loss_{name}": value for name, value in inv.warmup.items()},
     )
     if return_attacker:
         result["attacker_model"] = inv.decoder
