@@ -62,7 +62,7 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     def fmt(v) -> str:
         if isinstance(v, float):
             return "nan" if not math.isfinite(v) else f"{v:.4f}"
-        return str(v)
+        return str(v).replace("|", "\\|")  # a plan's '|' must not split the cell
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
