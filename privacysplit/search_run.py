@@ -29,6 +29,7 @@ def run_search(args: argparse.Namespace, evaluator):
     from privacysplit.agents import make_agent
     from privacysplit.envs.privacy_split import PrivacySplitEnv
 
+    agent = make_agent(args.agent, seed=args.seed)  # a bad name fails before the folder is touched
     out = Path(args.out)
     run_file = out / "run.json"
     settings = {k: getattr(args, k) for k in RUN_KEYS}
@@ -47,7 +48,6 @@ def run_search(args: argparse.Namespace, evaluator):
     out.mkdir(parents=True, exist_ok=True)
     run_file.write_text(json.dumps({"settings": settings, "cache": str(evaluator.cache.path)}, indent=2))
 
-    agent = make_agent(args.agent, seed=args.seed)
     env = PrivacySplitEnv(evaluator=evaluator)
     try:
         result = agent.search(env, args.budget, max_seconds=args.max_seconds, log_dir=str(out / "tb"),

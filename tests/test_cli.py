@@ -52,12 +52,14 @@ def test_evaluate_json_has_the_terminal_info_keys(cache_root):
         (("evaluate", "--base", "vgg19", "--plan", "1 | none"), "valid networks"),
         (("evaluate", "--base", "lenet", "--plan", "3 | 5:W1"), "cloud side"),
         (("evaluate", "--base", "lenet", "--plan", "5 | 1:W1", "--fidelity", "smoke"), "valid choices there: none"),
-        (("search", "--agent", "genius", "--fidelity", "smoke", "--budget", "2"), "valid"),
+        (("search", "--agent", "genius", "--fidelity", "smoke", "--budget", "2", "--out", "{tmp}/run"), "valid agents"),
     ],
 )
 def test_user_mistakes_are_one_line_errors(cache_root, tmp_path, args, match):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     proc = run(*args, "--cache", str(tmp_path / "c.sqlite"), cache=cache_root, check=False)
     assert proc.returncode == 2
+    assert not (tmp_path / "run").exists()
     assert match in proc.stderr and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
