@@ -103,12 +103,20 @@ class BiLSTMConfig:
     """divide each episode's advantages by their standard deviation (not in the paper)"""
     max_grad_norm: float | None = None
     """clip gradient norm per policy (``None``: no clipping)"""
+    memory: bool = True
+    """the paper's memory pool (section 7.2, "Speedup"): a sampled plan this search has
+    already evaluated takes its reward from the pool instead of a new evaluation, so only
+    new plans spend budget; the policy still learns from every rollout"""
+    patience: int = 20
+    """with ``memory``: stop (``stop_reason="converged"``) after this many episodes in a row
+    that proposed no new plan"""
     greedy_final: bool = False
     """after the budget's episodes, spend one last evaluation on the policy's greedy plan
     (reserved from the budget)"""
 
     def __post_init__(self) -> None:
         check_positive("rollouts", self.rollouts)
+        check_positive("patience", self.patience)
         check_positive("hidden_size", self.hidden_size)
         check_positive("num_layers", self.num_layers)
         for name in ("lr_partition", "lr_compression"):
@@ -327,13 +335,26 @@ class BiLSTMSearcher(BaseSearcher):
         space = run.space
         self._ensure_built(space)
         reserve = 1 if cfg.greedy_final and run.budget > 1 else 0
+        pool: dict[str, float] = {}  # the memory pool: plan -> reward
+        stale = 0
         while not run.done and run.remaining > reserve:
-            m = min(cfg.rollouts, run.remaining - reserve)
-            rollouts = [self.rollout(space) for _ in range(m)]
-            infos = run.evaluate([str(ro.plan) for ro in rollouts])
-            if not infos:
-                break
-            stats = self.update(space, rollouts[: len(infos)], [float(i["reward"]) for i in infos])
+            rollouts = [self.rollout(space) for _ in range(cfg.rollouts)]
+            plans = [str(ro.plan) for ro in rollouts]
+            if cfg.memory:
+                fresh = list(dict.fromkeys(p for p in plans if p not in pool))
+                infos = run.evaluate(fresh[: run.remaining - reserve])
+                pool.update((i["plan"], float(i["reward"])) for i in infos)
+                stale = 0 if infos else stale + 1
+                if stale >= cfg.patience:
+                    run.stop("converged")
+                kept = [ro for ro in rollouts if str(ro.plan) in pool]
+                rewards = [pool[str(ro.plan)] for ro in kept]
+            else:
+                infos = run.evaluate(plans[: run.remaining - reserve])
+                kept, rewards = rollouts[: len(infos)], [float(i["reward"]) for i in infos]
+            if not kept:
+                continue
+            stats = self.update(space, kept, rewards)
             for tag, value in stats.items():
                 run.log_scalar(tag, value)
         if reserve and not run.done:

@@ -114,9 +114,10 @@ class TableEvaluator:
         batch_sizes: size of every ``evaluate_many`` call, in order (to check batching).
     """
 
-    def __init__(self, space: SearchSpace, rows: dict[str, dict], *, name: str = "table") -> None:
+    def __init__(self, space: SearchSpace, rows: dict[str, dict], *, name: str = "table", fn=None) -> None:
         self.space = space
         self.name = name
+        self.fn = fn  # computes a missing row on demand (lazy synthetic tables)
         self.rows = {str(Plan.parse(k)): dict(v) for k, v in rows.items()}
         missing = [k for k, v in self.rows.items() if "reward" not in v]
         if missing:
@@ -126,10 +127,17 @@ class TableEvaluator:
 
     # -- constructors --------------------------------------------------------------
     @classmethod
-    def synthetic(cls, space: SearchSpace, seed: int = 0, noise: float = 0.02) -> TableEvaluator:
-        """Every plan of ``space`` scored by the synthetic reward (no training)."""
+    def synthetic(cls, space: SearchSpace, seed: int = 0, noise: float = 0.02, *, lazy: bool | None = None) -> TableEvaluator:
+        """Every plan of ``space`` scored by the synthetic reward (no training).
+
+        ``lazy`` scores plans on first request instead of all up front (the default for
+        spaces of more than 100,000 plans, e.g. VGG's); :meth:`optimum` and the other
+        statistics then cover only the plans scored so far.
+        """
         fn = _Synthetic(space, seed, noise)
-        return cls(space, {str(plan): fn(plan) for plan in space}, name=f"synthetic(seed={seed})")
+        lazy = space.count() > 100_000 if lazy is None else lazy
+        rows = {} if lazy else {str(plan): fn(plan) for plan in space}
+        return cls(space, rows, name=f"synthetic(seed={seed})", fn=fn)
 
     @classmethod
     def from_evaluator(cls, evaluator, *, batch_size: int = 64, progress: bool = False) -> TableEvaluator:
@@ -183,6 +191,10 @@ class TableEvaluator:
 
     def evaluate_many(self, plans: list[Plan | str]) -> list[dict]:
         parsed = [str(self.space.validate(p)) for p in plans]
+        if self.fn is not None:
+            for plan in parsed:
+                if plan not in self.rows:
+                    self.rows[plan] = self.fn(Plan.parse(plan))
         unknown = [p for p in parsed if p not in self.rows]
         if unknown:
             raise ValueError(f"plan {unknown[0]!r} is not in the reward table {self.name} ({len(self.rows)} plans)")
@@ -201,7 +213,11 @@ class TableEvaluator:
 
     # -- analysis ------------------------------------------------------------------
     def __len__(self) -> int:
+        """Plans scored so far (all of them unless the table is lazy)."""
         return len(self.rows)
+
+    def __bool__(self) -> bool:  # an empty lazy table is still an evaluator
+        return True
 
     def optimum(self) -> tuple[str, float]:
         """The best plan of the table and its reward."""
