@@ -366,7 +366,7 @@ class BiLSTMSearcher(BaseSearcher):
         with ``weights_only=True``)."""
         if not self.built:
             raise ValueError("the policy is not built yet: run search() or load() first")
-        return {
+        return copy.deepcopy({  # detached from the live tensors (Adam's load shares them)
             "format": FORMAT_VERSION,
             "config": asdict(self.config),
             "techniques": list(self.techniques),
@@ -376,8 +376,8 @@ class BiLSTMSearcher(BaseSearcher):
             "compression_optimizer": self.compression_optimizer.state_dict(),
             "baseline": self.baseline,
             "episodes": self.episodes,
-            "rng": copy.deepcopy(self.rng.bit_generator.state),
-        }
+            "rng": self.rng.bit_generator.state,
+        })
 
     def load_state_dict(self, state: dict, *, policy_only: bool = False) -> None:
         """Restore :meth:`state_dict`.  ``policy_only`` keeps this searcher's optimizers,

@@ -1,0 +1,90 @@
+"""The paper's BiLSTM REINFORCE optimizer: checkpoints, transfer, resume, masking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from privacysplit.agents import make_agent
+from privacysplit.agents.bilstm import BiLSTMSearcher, layer_features
+
+
+def _trained(make_table_env, **options) -> tuple[BiLSTMSearcher, object]:
+    env = make_table_env()
+    agent = make_agent("bilstm", seed=1, hidden_size=16, **options)
+    agent.search(env, 20, progress=False)
+    return agent, env
+
+
+def test_save_load_reproduces_action_probabilities(make_table_env, tmp_path):
+    agent, env = _trained(make_table_env)
+    before = agent.action_probabilities(env)
+    path = agent.save(tmp_path / "policy.pt")
+    torch.load(path, weights_only=True)  # plain tensors and containers only
+    loaded = make_agent("bilstm", hidden_size=16).load(path)
+    after = loaded.action_probabilities(env)
+    np.testing.assert_allclose(after["partition"], before["partition"], rtol=1e-6)
+    assert before["compression"].keys() == after["compression"].keys() and before["compression"]
+    for layer, probs in before["compression"].items():
+        np.testing.assert_allclose(after["compression"][layer], probs, rtol=1e-6)
+    assert loaded.greedy_plan(env) == agent.greedy_plan(env)
+    fresh = make_agent("bilstm", hidden_size=16, seed=1).action_probabilities(env)
+    assert not np.allclose(fresh["partition"], before["partition"])  # training changed the policy
+
+
+def test_masked_actions_have_zero_probability(make_table_env):
+    env = make_table_env(partitions=[2, 5, 7])
+    agent = make_agent("bilstm")
+    probs = agent.action_probabilities(env)
+    allowed = np.zeros(len(env.unwrapped.layers), bool)
+    allowed[[2, 5, 7]] = True
+    assert probs["partition"][~allowed].max() < 1e-12 and abs(probs["partition"].sum() - 1) < 1e-6
+    space = env.unwrapped.space
+    for layer, p in probs["compression"].items():
+        valid = [t in space.choices(layer) for t in agent.techniques]
+        assert p[~np.array(valid)].max() < 1e-12
+
+
+def test_resume_from_state_dict_continues_identically(make_table_env):
+    agent, _ = _trained(make_table_env)
+    copy = make_agent("bilstm", seed=1, hidden_size=16)
+    copy.load_state_dict(agent.state_dict())
+    a = agent.search(make_table_env(), 15, progress=False)
+    b = copy.search(make_table_env(), 15, progress=False)
+    assert [r["plan"] for r in a.history] == [r["plan"] for r in b.history]
+
+
+def test_transfer_from_vgg11_to_vgg13(make_table_env, tmp_path):
+    vgg11 = make_table_env("vgg11")
+    agent = make_agent("bilstm", seed=0, hidden_size=16)
+    agent.search(vgg11, 10, progress=False)
+    path = agent.save(tmp_path / "vgg11.pt")
+    vgg13 = make_table_env("vgg13")
+    assert len(vgg13.unwrapped.layers) != len(vgg11.unwrapped.layers)
+    assert layer_features(vgg13.unwrapped.layers).shape[1] == layer_features(vgg11.unwrapped.layers).shape[1]
+    transferred = BiLSTMSearcher.from_file(path, policy_only=True, seed=5)
+    np.testing.assert_allclose(
+        transferred.partition_policy.head.weight.detach().numpy(), agent.partition_policy.head.weight.detach().numpy()
+    )
+    result = transferred.search(vgg13, 10, progress=False)
+    assert result.evaluations == 10
+    vgg13.unwrapped.space.validate(result.best_plan)
+    vgg13.unwrapped.space.validate(transferred.greedy_plan(vgg13))
+
+
+def test_technique_mismatch_and_architecture_mismatch_are_explained(make_table_env, tmp_path):
+    agent, _ = _trained(make_table_env)
+    with pytest.raises(ValueError, match="techniques"):
+        agent.search(make_table_env(techniques=["W1"]), 5, progress=False)
+    path = agent.save(tmp_path / "p.pt")
+    with pytest.raises(ValueError, match="hidden_size"):
+        make_agent("bilstm", hidden_size=32).load(path)
+
+
+def test_memory_pool_spends_budget_only_on_new_plans(make_table_env, small_table):
+    env = make_table_env(table=small_table)
+    result = make_agent("bilstm", seed=0, rollouts=10, lr_partition=0.3, lr_compression=0.1).search(env, 39, progress=False)
+    assert result.cache_hits == 0 and result.unique_plans == result.evaluations
+    no_memory = make_agent("bilstm", seed=0, memory=False).search(make_table_env(table=small_table.__class__(small_table.space, small_table.rows)), 60, progress=False)
+    assert no_memory.evaluations == 60 and no_memory.cache_hits > 0

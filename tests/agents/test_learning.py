@@ -1,0 +1,36 @@
+"""The learning check: on a reward table, the learning agents beat random search.
+
+Table: the synthetic reward table of the full lenet space (all 3870 plans of lenet x every
+Table 2 technique, ``TableEvaluator.synthetic(space, seed=0)``), through the real
+``PrivacySplitEnv``.  Budget: 50 evaluations (cache hits count), 10 seeds each; the median of
+the best reward found is compared.  Random search samples uniformly over plans without
+repeats.  See the agents' closing note for the numbers at other budgets and tables.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from privacysplit.agents import make_agent
+
+BUDGET = 50
+SEEDS = range(10)
+
+
+@pytest.fixture(scope="module")
+def medians():
+    from privacysplit.agents.table import table_env
+
+    out = {}
+    for name in ("random", "bilstm", "maskable_ppo"):
+        out[name] = float(np.median([
+            make_agent(name, seed=seed).search(table_env("lenet", seed=0), BUDGET, progress=False).best_reward
+            for seed in SEEDS
+        ]))
+    return out
+
+
+@pytest.mark.parametrize("name", ["bilstm", "maskable_ppo"])
+def test_learning_agent_beats_random_search(name, medians):
+    assert medians[name] > medians["random"], medians
