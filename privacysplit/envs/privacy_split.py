@@ -108,7 +108,7 @@ class PrivacySplitEnv(gym.Env):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"unknown render_mode {render_mode!r}; valid: ansi")
         self.render_mode = render_mode
-        self.evaluator = evaluator or Evaluator(
+        self.evaluator = evaluator if evaluator is not None else Evaluator(
             base, dataset, data_root=data_root, fidelity=fidelity, threat=threat, privacy=privacy,
             resource=resource, thresholds=thresholds, techniques=techniques, partitions=partitions,
             settings=settings, device=device, cache=cache, seed=seed, profile=profile,
