@@ -21,7 +21,7 @@ def cli(*args: str, cache_root: str) -> list[str]:
 def rows(path) -> int:
     try:
         with sqlite3.connect(path) as conn:
-            return conn.execute("SELECT COUNT(*) FROM evals").fetchone()[0]
+            return conn.execute("SELECT COUNT(*) FROM evals WHERE plan != 'base'").fetchone()[0]
     except sqlite3.Error:
         return 0
 
