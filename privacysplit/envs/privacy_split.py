@@ -76,7 +76,7 @@ class PrivacySplitEnv(gym.Env):
     * v0: initial version.
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata = {"render_modes": ["ansi", "rgb_array"]}
 
     def __init__(
         self,
@@ -106,7 +106,7 @@ class PrivacySplitEnv(gym.Env):
     ) -> None:
         super().__init__()
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"unknown render_mode {render_mode!r}; valid: ansi")
+            raise ValueError(f"unknown render_mode {render_mode!r}; valid: ansi, rgb_array")
         self.render_mode = render_mode
         self.evaluator = evaluator if evaluator is not None else Evaluator(
             base, dataset, data_root=data_root, fidelity=fidelity, threat=threat, privacy=privacy,
@@ -240,6 +240,20 @@ class PrivacySplitEnv(gym.Env):
         super().close()
 
     def render(self):
+        """``ansi``: the layer table as text.  ``rgb_array``: one 8-pixel band per layer
+        (blue on the device, grey in the cloud, the band's right half coloured by the chosen
+        technique, the cursor in white), which SB3's video tools can record."""
+        if self.render_mode == "rgb_array":
+            img = np.zeros((8 * len(self.layers), 64, 3), np.uint8)
+            for i in range(len(self.layers)):
+                on_device = self.partition is not None and i <= self.partition
+                img[8 * i : 8 * i + 7, :32] = (40, 90, 200) if on_device else (120, 120, 120)
+                if i in self.chosen:
+                    hue = self._tech_index[self.chosen[i]] / max(len(self.techniques) - 1, 1)
+                    img[8 * i : 8 * i + 7, 32:] = (int(255 * hue), int(255 * (1 - hue)), 80)
+                if i == self.cursor_layer:
+                    img[8 * i : 8 * i + 7, 28:36] = 255
+            return img
         if self.render_mode != "ansi":
             return None
         lines = []

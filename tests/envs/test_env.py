@@ -175,3 +175,8 @@ def test_render_ansi_shows_the_table(make_env):
     env.step(4)
     text = env.render()
     assert ">  0 device" in text and "cloud" in text
+    image = make_env(base="lenet", render_mode="rgb_array")
+    image.reset()
+    image.step(4)
+    frame = image.render()
+    assert frame.shape == (88, 64, 3) and frame.dtype == np.uint8 and (frame[0, 30] == 255).all()
