@@ -19,12 +19,11 @@ from pathlib import Path
 
 import torch
 
-from privacysplit import __version__
 from privacysplit.attacks import evaluate_split, train_split
 from privacysplit.compression import CompressionSettings, apply_plan
 from privacysplit.data import Dataset, load_dataset
 from privacysplit.envs.cache import EvalCache
-from privacysplit.envs.executor import EXECUTORS, Executor, measure_safely, make_executor
+from privacysplit.envs.executor import EXECUTORS, Executor, make_executor, measure_safely
 from privacysplit.envs.reward import Reward, Thresholds
 from privacysplit.envs.space import SearchSpace
 from privacysplit.fidelity import Fidelity, get_fidelity
