@@ -55,6 +55,8 @@ def evaluator(args, base: str, **kw):
 
     kw.setdefault("fidelity", args.fidelity)
     kw.setdefault("cache", str(Path(args.out) / "evals.sqlite"))
+    if args.workers > 1:
+        kw.update(executor="process", workers=args.workers)
     return Evaluator(base, args.dataset, device=args.device, **kw)
 
 
@@ -273,7 +275,7 @@ def grid(args) -> None:
     pos = positions(base_ev.structure.layers)
     columns = [("none", None), *[(t, t) for t in args.techniques.split(",")]]
     threats = ("reactive", "proactive")
-    fig, axes = plt.subplots(len(pos) * len(threats), len(columns) + 1, figsize=(1.6 * (len(columns) + 1), 1.7 * len(pos) * len(threats)))
+    fig, axes = plt.subplots(len(pos) * len(threats), len(columns) + 1, figsize=(2.6 * (len(columns) + 1), 1.0 * len(pos) * len(threats) + 0.3))
     data = base_ev.data
     x = data.val.x[:n_img]
     row = 0
@@ -291,7 +293,8 @@ def grid(args) -> None:
                 with torch.no_grad():
                     rec = dec(enc(data.normalize(x))).clamp(0, 1)
                 axes[row, j].imshow(_tile(rec), cmap="gray")
-                axes[row, j].set_title(f"{label} SSIM {m.get('ssim', float('nan')):.2f}", fontsize=7)
+                axes[row, j].set_title(f"{label}: A {m.get('accuracy', float('nan')):.2f} SSIM {m.get('ssim', float('nan')):.2f}",
+                                       fontsize=7)
             row += 1
     for ax in axes.ravel():
         ax.set_xticks([])
@@ -318,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fidelity", default="cpu")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="benchmarks/results/paper")
+    parser.add_argument("--workers", type=int, default=1, help="process-pool workers for batches of plans")
     parser.add_argument("--nets", default="lenet,alexnet,vgg11", help="fig4: networks")
     parser.add_argument("--base", default="lenet", help="network of baselines/noise/adversarial/thresholds/grid")
     parser.add_argument("--threat", default="reactive")

@@ -16,6 +16,7 @@ Regret = optimum - best reward found within the budget.  Writes ``table.csv``,
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -35,9 +36,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--searchers", default="random,bilstm,maskable_ppo,ppo,evolution,tpe", help="comma-separated agents")
     p.add_argument("--seeds", type=int, default=10, help="seeds per searcher")
     p.add_argument("--budgets", default="10,25,50", help="comma-separated budgets (the largest is each run's budget)")
+    p.add_argument("--workers", type=int, default=1, help="process-pool workers that measure the table")
     p.add_argument("--synthetic", action="store_true", help="use the synthetic table (no training)")
     p.add_argument("--out", default="benchmarks/results/reward_table", help="output folder")
     return p.parse_args(argv)
+
+
+def table_path(args, evaluator, out: Path) -> Path:
+    """Where the measured table of these settings lives: the name carries a hash of the
+    evaluator's recorded configuration and the space, so a table measured at another
+    fidelity, metric or space is never read back for this one."""
+    space = evaluator.space
+    identity = json.dumps([evaluator.config(), list(space.techniques), list(space.partitions)], sort_keys=True, default=str)
+    tag = hashlib.sha256(identity.encode()).hexdigest()[:10]
+    return out / f"table_{args.base}_{args.dataset}_{args.fidelity}_{tag}.csv"
 
 
 def load_table(args, out: Path):
@@ -49,10 +61,11 @@ def load_table(args, out: Path):
     partitions = [int(p) for p in args.partitions.split(",")]
     evaluator = Evaluator(args.base, args.dataset, fidelity=args.fidelity, privacy=args.privacy,
                           resource=args.resource, techniques=techniques, partitions=partitions,
-                          cache=str(out / "evals.sqlite"))
+                          cache=str(out / "evals.sqlite"), executor="process" if args.workers > 1 else "inprocess",
+                          workers=args.workers)
     if args.synthetic:
         return TableEvaluator.synthetic(evaluator.space)
-    path = out / "table.csv"
+    path = table_path(args, evaluator, out)
     if path.exists():
         table = TableEvaluator.from_csv(path, evaluator.space)
         if len(table) == evaluator.space.count():

@@ -3,11 +3,15 @@
 The folder holds ``run.json`` (settings), ``history.csv``/``result.json`` (every evaluation),
 ``best_plan.txt``, ``report.md`` and TensorBoard logs under ``tb/``.
 
-Resume: every finished evaluation is in the SQLite cache the moment it finishes, and every
-searcher is deterministic given its seed and the rewards it sees.  ``--resume`` therefore
-re-creates the searcher with the recorded settings and replays the search: evaluations that
-had finished come back from the cache in microseconds (``cache_hit`` in the history says
-which), the first unfinished one is computed, and the final result equals that of an
+Resume has two layers.  Searchers that can checkpoint (``bilstm``: both policies, both Adam
+optimizers, the baseline, the sampler's RNG and the memory pool) write ``checkpoint.pt``
+after every episode, together with the history so far; ``--resume`` loads it and goes on from
+that episode.  Every finished evaluation is also in the SQLite cache the moment it finishes,
+and every searcher is deterministic given its seed and the rewards it sees, so the
+evaluations between the last checkpoint and the kill — and the whole search for searchers
+without checkpoints (SB3's rollout buffers and Optuna's sampler are not worth pickling) —
+are replayed: they come back from the cache in microseconds (``cache_hit`` in the history
+says which), the first unfinished one is computed, and the final result equals that of an
 uninterrupted run.  A folder is never silently overwritten: starting a new search in a folder
 that holds one is an error, and resuming with different settings names the difference.
 """
@@ -49,11 +53,18 @@ def run_search(args: argparse.Namespace, evaluator):
     run_file.write_text(json.dumps({"settings": settings, "cache": str(evaluator.cache.path)}, indent=2))
 
     env = PrivacySplitEnv(evaluator=evaluator)
+    checkpoint = out / "checkpoint.pt" if agent.checkpointable else None
+    if checkpoint is not None and not args.resume:
+        checkpoint.unlink(missing_ok=True)  # a leftover of a run whose run.json was removed
     try:
         result = agent.search(env, args.budget, max_seconds=args.max_seconds, log_dir=str(out / "tb"),
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, checkpoint=checkpoint)
     finally:
         evaluator.close()
+    if args.resume:
+        restored = f"{agent.resumed_at} evaluations restored from {checkpoint}" if agent.resumed_at is not None \
+            else "no checkpoint: replayed from the evaluation cache"
+        print(f"resumed: {restored}; {result.cache_hits} evaluations answered by the cache")
     result.to_csv(out / "history.csv")
     result.to_json(out / "result.json")
     (out / "best_plan.txt").write_text(result.best_plan + "\n")

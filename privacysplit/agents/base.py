@@ -21,12 +21,19 @@ progress bar.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from privacysplit.agents.result import SearchResult
+
+#: info keys kept out of the best plan's metrics (bulky; logged as images instead)
+UNLOGGED = ("reconstruction",)
+
+#: version of the checkpoint layout written by :meth:`SearchRun.save_checkpoint`
+CHECKPOINT_FORMAT = 1
 
 #: metrics written to TensorBoard for every evaluation (tag ``search/<name>``)
 LOGGED_METRICS = ("reward", "accuracy", "privacy_loss", "resource")
@@ -88,6 +95,32 @@ def check_positive(name: str, value, *, integer: bool = True, allow_none: bool =
         raise ValueError(f"{name} must be {kind}{' or None' if allow_none else ''}, got {value!r}")
 
 
+def load_checkpoint(path: str | Path, agent: str) -> dict:
+    """Read a checkpoint written by :meth:`SearchRun.save_checkpoint` for searcher ``agent``.
+
+    Raises:
+        ValueError: naming the file and what to do, when it is unreadable, of another
+            format or written by another searcher.
+    """
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    advice = f"move {path} away to resume by replaying the search from the evaluation cache instead"
+    try:
+        state = torch.load(path, weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+        raise ValueError(f"checkpoint {path} is corrupted ({type(err).__name__}); {advice}") from err
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"checkpoint {path} has format {found!r}, this version reads {CHECKPOINT_FORMAT}; {advice}")
+    if state.get("agent") != agent:
+        raise ValueError(f"checkpoint {path} was written by searcher {state.get('agent')!r}, not {agent!r}; {advice}")
+    return state
+
+
 def _metric(info: dict, key: str) -> float:
     value = info.get(key)
     try:
@@ -108,6 +141,7 @@ class SearchRun:
         progress: show a tqdm bar over evaluations.
         agent: searcher name (bar label, result field).
         config: the searcher's configuration, stored in the result.
+        checkpoint: file that :meth:`save_checkpoint` writes (``None``: no checkpoints).
     """
 
     def __init__(
@@ -120,6 +154,7 @@ class SearchRun:
         progress: bool = True,
         agent: str = "",
         config: dict | None = None,
+        checkpoint: str | Path | None = None,
     ) -> None:
         check_positive("budget", budget)
         check_positive("max_seconds", max_seconds, integer=False, allow_none=True)
@@ -130,6 +165,7 @@ class SearchRun:
         self.agent = agent
         self.config = config or {}
         self.log_dir = None if log_dir is None else Path(log_dir)
+        self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.history: list[dict] = []
         self.best: dict | None = None
         self.batches = 0
@@ -209,8 +245,10 @@ class SearchRun:
             "error": info.get("error"),
         }
         self.history.append(row)
-        if self.best is None or row["reward"] > self.best_reward:
-            self.best = {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool)) or v is None}
+        improved = self.best is None or row["reward"] > self.best_reward
+        if improved:
+            self.best = {k: v for k, v in info.items()
+                         if (isinstance(v, (int, float, str, bool)) or v is None) and k not in UNLOGGED}
             self.best["plan"] = row["plan"]
             self.best["reward"] = row["reward"]
         if self._writer is not None:
@@ -219,9 +257,45 @@ class SearchRun:
                     self._writer.add_scalar(f"search/{name}", row[name], row["step"])
             self._writer.add_scalar("search/best_reward", self.best_reward, row["step"])
             self._writer.add_scalar("search/cache_hit", float(row["cache_hit"]), row["step"])
+            if improved and info.get("reconstruction"):
+                from privacysplit.attacks.samples import sample_grid
+
+                self._writer.add_image("reconstruction/best", sample_grid(info["reconstruction"]), row["step"])
+                self._writer.add_text("reconstruction/best_plan", row["plan"], row["step"])
         self._bar.update(1)
         self._bar.set_postfix(best=f"{self.best_reward:.4f}", refresh=False)
         return row
+
+    # -- checkpoints ---------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """History, best plan, batch count and elapsed time (``weights_only``-loadable)."""
+        return {"history": [dict(r) for r in self.history], "best": None if self.best is None else dict(self.best),
+                "batches": self.batches, "elapsed": self.elapsed}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict`: the restored evaluations count against the
+        budget and the clock goes on from the recorded elapsed time."""
+        self.history = [dict(r) for r in state["history"]]
+        self.best = None if state["best"] is None else dict(state["best"])
+        self.batches = int(state["batches"])
+        self._t0 = time.perf_counter() - float(state["elapsed"])
+        self._bar.update(len(self.history))
+
+    def save_checkpoint(self, agent_state: dict) -> None:
+        """Write ``{"agent": agent_state, "run": self.state_dict()}`` to :attr:`checkpoint`.
+
+        Written to a temporary file and renamed, so a kill mid-write leaves the previous
+        checkpoint intact; a no-op when the run has no checkpoint file.
+        """
+        if self.checkpoint is None:
+            return
+        import torch
+
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
+        torch.save({"format": CHECKPOINT_FORMAT, "agent": self.agent, "agent_state": agent_state,
+                    "run": self.state_dict()}, tmp)
+        os.replace(tmp, self.checkpoint)
 
     def log_scalar(self, tag: str, value: float, step: int | None = None) -> None:
         """Write a TensorBoard scalar (e.g. ``losses/policy``) at ``step`` (default: evaluations)."""
@@ -275,6 +349,7 @@ class BaseSearcher:
         max_seconds: float | None = None,
         log_dir: str | Path | None = None,
         progress: bool = True,
+        checkpoint: str | Path | None = None,
     ) -> SearchResult:
         """Search ``env`` with at most ``budget`` plan evaluations (cache hits count).
 
@@ -285,15 +360,42 @@ class BaseSearcher:
             max_seconds: also stop after this much wall time (checked between batches).
             log_dir: write TensorBoard scalars, ``history.csv`` and ``result.json`` here.
             progress: show a progress bar over evaluations.
+            checkpoint: only for searchers with :attr:`checkpointable` set: the file the
+                searcher's whole state and the run's history are written to after every
+                episode.  When the file exists the search continues from it (a resume).
+
+        Raises:
+            ValueError: ``checkpoint`` given to a searcher that cannot checkpoint, or an
+                unreadable checkpoint file.
         """
         config = asdict(self.config) if is_dataclass(self.config) else {}
-        run = SearchRun(env, budget, max_seconds=max_seconds, log_dir=log_dir, progress=progress, agent=self.name, config=config)
+        if checkpoint is not None and not self.checkpointable:
+            raise ValueError(f"searcher {self.name!r} does not checkpoint; resume it by replay from the evaluation cache")
+        state = load_checkpoint(checkpoint, self.name) if checkpoint is not None and Path(checkpoint).exists() else None
+        run = SearchRun(env, budget, max_seconds=max_seconds, log_dir=log_dir, progress=progress, agent=self.name,
+                        config=config, checkpoint=checkpoint)
         try:
+            if state is not None:
+                self.load_state_dict(state["agent_state"])
+                run.load_state_dict(state["run"])
+                self.resumed_at = run.evaluations
+            else:
+                self.reset_search()
+                self.resumed_at = None
             self.run(env, run)
         except BaseException:
             run.close()
             raise
         return run.close()
+
+    #: whether :meth:`state_dict` / :meth:`load_state_dict` capture everything a search
+    #: needs to continue exactly (those searchers call ``run.save_checkpoint`` per episode)
+    checkpointable: ClassVar[bool] = False
+    #: evaluations restored from the checkpoint by the last :meth:`search` (``None``: fresh)
+    resumed_at: int | None = None
+
+    def reset_search(self) -> None:
+        """Forget per-search state (e.g. a memory pool) before a fresh, not resumed, search."""
 
     def run(self, env, run: SearchRun) -> None:
         """Propose plans and evaluate them through ``run`` until ``run.done``."""

@@ -155,6 +155,7 @@ class BiLSTMSearcher(BaseSearcher):
 
     name = "bilstm"
     Config = BiLSTMConfig
+    checkpointable = True
 
     def __init__(self, config: BiLSTMConfig | None = None, **options) -> None:
         super().__init__(config, **options)
@@ -166,6 +167,8 @@ class BiLSTMSearcher(BaseSearcher):
         self.baseline: float | None = None
         self.episodes = 0
         self.rng = np.random.default_rng(self.config.seed)
+        self.pool: dict[str, float] = {}  # the memory pool of the current search: plan -> reward
+        self.stale = 0  # episodes in a row without a new plan
 
     # -- construction --------------------------------------------------------------
     @property
@@ -335,8 +338,7 @@ class BiLSTMSearcher(BaseSearcher):
         space = run.space
         self._ensure_built(space)
         reserve = 1 if cfg.greedy_final and run.budget > 1 else 0
-        pool: dict[str, float] = {}  # the memory pool: plan -> reward
-        stale = 0
+        pool = self.pool
         while not run.done and run.remaining > reserve:
             rollouts = [self.rollout(space) for _ in range(cfg.rollouts)]
             plans = [str(ro.plan) for ro in rollouts]
@@ -344,8 +346,8 @@ class BiLSTMSearcher(BaseSearcher):
                 fresh = list(dict.fromkeys(p for p in plans if p not in pool))
                 infos = run.evaluate(fresh[: run.remaining - reserve])
                 pool.update((i["plan"], float(i["reward"])) for i in infos)
-                stale = 0 if infos else stale + 1
-                if stale >= cfg.patience:
+                self.stale = 0 if infos else self.stale + 1
+                if self.stale >= cfg.patience:
                     run.stop("converged")
                 kept = [ro for ro in rollouts if str(ro.plan) in pool]
                 rewards = [pool[str(ro.plan)] for ro in kept]
@@ -357,13 +359,17 @@ class BiLSTMSearcher(BaseSearcher):
             stats = self.update(space, kept, rewards)
             for tag, value in stats.items():
                 run.log_scalar(tag, value)
+            run.save_checkpoint(self.state_dict())
         if reserve and not run.done:
             run.evaluate([str(self.greedy_plan(space))])
 
+    def reset_search(self) -> None:
+        self.pool, self.stale = {}, 0
+
     # -- checkpoints ---------------------------------------------------------------
     def state_dict(self) -> dict:
-        """Policies, optimizers, baseline, episode count and sampler RNG (torch-saveable
-        with ``weights_only=True``)."""
+        """Policies, optimizers, baseline, episode count, sampler RNG and the current
+        search's memory pool (torch-saveable with ``weights_only=True``)."""
         if not self.built:
             raise ValueError("the policy is not built yet: run search() or load() first")
         return copy.deepcopy({  # detached from the live tensors (Adam's load shares them)
@@ -377,6 +383,8 @@ class BiLSTMSearcher(BaseSearcher):
             "baseline": self.baseline,
             "episodes": self.episodes,
             "rng": self.rng.bit_generator.state,
+            "pool": dict(self.pool),
+            "stale": self.stale,
         })
 
     def load_state_dict(self, state: dict, *, policy_only: bool = False) -> None:
@@ -404,6 +412,7 @@ class BiLSTMSearcher(BaseSearcher):
             self.baseline = state["baseline"]
             self.episodes = int(state["episodes"])
             self.rng.bit_generator.state = state["rng"]
+            self.pool, self.stale = dict(state.get("pool", {})), int(state.get("stale", 0))
 
     def save(self, path: str | Path) -> Path:
         """Write :meth:`state_dict` with ``torch.save``."""

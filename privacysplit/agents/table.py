@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from privacysplit.agents.base import UNLOGGED
 from privacysplit.envs.reward import Reward
 from privacysplit.envs.space import SearchSpace
 from privacysplit.models import LayerSpec
@@ -140,7 +141,7 @@ class TableEvaluator:
         return cls(space, rows, name=f"synthetic(seed={seed})", fn=fn)
 
     @classmethod
-    def from_evaluator(cls, evaluator, *, batch_size: int = 64, progress: bool = False) -> TableEvaluator:
+    def from_evaluator(cls, evaluator, *, batch_size: int = 8, progress: bool = False) -> TableEvaluator:
         """Measure every plan of ``evaluator.space`` through ``evaluator.evaluate_many``.
 
         ``evaluator`` may also be an environment (its ``unwrapped`` evaluator is used).
@@ -154,7 +155,8 @@ class TableEvaluator:
             for start in range(0, len(plans), batch_size):
                 batch = plans[start : start + batch_size]
                 for plan, info in zip(batch, evaluator.evaluate_many(batch), strict=True):
-                    rows[plan] = {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool)) or v is None}
+                    rows[plan] = {k: v for k, v in info.items()
+                                  if (isinstance(v, (int, float, str, bool)) or v is None) and k not in UNLOGGED}
                 bar.update(len(batch))
         return cls(evaluator.space, rows, name="measured")
 

@@ -28,6 +28,7 @@ from privacysplit.attacks.fitting import add_noise, fit, release
 from privacysplit.attacks.inversion import (
     INVERSION_METRICS,
     invert,
+    reconstruct,
     reconstruction_loss,
     train_decoder,
 )
@@ -37,6 +38,7 @@ from privacysplit.attacks.property import (
     property_loss,
     train_property,
 )
+from privacysplit.attacks.samples import N_SAMPLES, encode_samples
 from privacysplit.data import Dataset
 from privacysplit.fidelity import Fidelity, get_fidelity
 from privacysplit.models import Network
@@ -247,6 +249,8 @@ def evaluate_split(
         **{f"score_{name}": value for name, value in inv.scores.items()},
         **{f"warmup_loss_{name}": value for name, value in inv.warmup.items()},
     )
+    if xv.dim() == 4:  # images: keep a few reconstructions to show (TensorBoard, reports)
+        result["reconstruction"] = encode_samples(xv[:N_SAMPLES], reconstruct(inv.decoder, feats_val[:N_SAMPLES]))
     if return_attacker:
         result["attacker_model"] = inv.decoder
     return result

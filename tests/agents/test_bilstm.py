@@ -88,3 +88,53 @@ def test_memory_pool_spends_budget_only_on_new_plans(make_table_env, small_table
     assert result.cache_hits == 0 and result.unique_plans == result.evaluations
     no_memory = make_agent("bilstm", seed=0, memory=False).search(make_table_env(table=small_table.__class__(small_table.space, small_table.rows)), 60, progress=False)
     assert no_memory.evaluations == 60 and no_memory.cache_hits > 0
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_checkpoint_every_episode_and_resume_equals_uninterrupted(make_table_env, tmp_path):
+    reference = make_agent("bilstm", seed=3, hidden_size=16).search(make_table_env(), 40, progress=False)
+
+    env = make_table_env()
+    inner = env.unwrapped.evaluate_many
+    calls = {"n": 0}
+
+    def flaky(plans):  # dies in the 4th episode, after three checkpoints
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise _Interrupt
+        return inner(plans)
+
+    env.unwrapped.evaluate_many = flaky
+    ckpt = tmp_path / "checkpoint.pt"
+    with pytest.raises(_Interrupt):
+        make_agent("bilstm", seed=3, hidden_size=16).search(env, 40, progress=False, checkpoint=ckpt)
+    state = torch.load(ckpt, weights_only=True)
+    assert state["agent"] == "bilstm" and state["agent_state"]["episodes"] == 3
+    assert len(state["run"]["history"]) == len(state["agent_state"]["pool"])  # memory pool: one evaluation per new plan
+
+    agent = make_agent("bilstm", seed=3, hidden_size=16)
+    resumed = agent.search(make_table_env(), 40, progress=False, checkpoint=ckpt)
+    assert agent.resumed_at == len(state["run"]["history"]) > 0
+    assert [r["plan"] for r in resumed.history] == [r["plan"] for r in reference.history]
+    assert [r["reward"] for r in resumed.history] == [r["reward"] for r in reference.history]
+    assert resumed.best_plan == reference.best_plan
+    assert torch.load(ckpt, weights_only=True)["agent_state"]["episodes"] == agent.episodes
+
+
+def test_checkpoint_errors_name_the_file(make_table_env, tmp_path):
+    ckpt = tmp_path / "checkpoint.pt"
+    ckpt.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="checkpoint.pt is corrupted"):
+        make_agent("bilstm").search(make_table_env(), 5, progress=False, checkpoint=ckpt)
+    assert ckpt.read_bytes() == b"garbage"  # reported, not overwritten
+    torch.save({"format": 99, "agent": "bilstm"}, ckpt)
+    with pytest.raises(ValueError, match="has format 99"):
+        make_agent("bilstm").search(make_table_env(), 5, progress=False, checkpoint=ckpt)
+    torch.save({"format": 1, "agent": "evolution"}, ckpt)
+    with pytest.raises(ValueError, match="written by searcher 'evolution'"):
+        make_agent("bilstm").search(make_table_env(), 5, progress=False, checkpoint=ckpt)
+    with pytest.raises(ValueError, match="'random' does not checkpoint"):
+        make_agent("random").search(make_table_env(), 5, progress=False, checkpoint=tmp_path / "x.pt")

@@ -45,3 +45,18 @@ def test_a_users_sb3_model_searches(make_real_env):
     result = search_with_sb3(model, env, 2, progress=False)
     assert result.evaluations == 2
     env.unwrapped.space.validate(result.best_plan)
+
+
+def test_search_logs_reconstructions_of_each_new_best_plan(make_real_env, tmp_path):
+    import numpy as np
+    from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
+
+    result = make_agent("random", seed=1).search(make_real_env(), 4, log_dir=str(tmp_path), progress=False)
+    assert "reconstruction" not in result.best_metrics  # bulky: logged as an image, not kept
+    acc = EventAccumulator(str(tmp_path), size_guidance={IMAGES: 0})
+    acc.Reload()
+    images = acc.Images("reconstruction/best")
+    improvements = sum(1 for i, r in enumerate(result.history)
+                       if r["reward"] > max([-np.inf] + [h["reward"] for h in result.history[:i]]))
+    assert len(images) == improvements >= 1
+    assert (images[0].height, images[0].width) == (2 * 32, 4 * 32)  # originals over reconstructions (32x32 MNIST)

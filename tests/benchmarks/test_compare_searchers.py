@@ -30,7 +30,8 @@ def test_small_run_writes_every_file(cache_root, tmp_path):
     assert proc.returncode == 0, proc.stderr
     for name in ("results.csv", "summary.json", "summary.md", "best_reward.png", "tradeoff.png"):
         assert (out / name).stat().st_size > 0, name
-    rows = list(csv.DictReader(open(out / "results.csv")))
+    with open(out / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
     assert {r["searcher"] for r in rows} == {"random", "bilstm"} and len(rows) <= 2 * 2 * 4
     assert set(rows[0]) >= {"searcher", "seed", "step", "plan", "reward", "accuracy", "privacy_loss", "resource", "cache_hit", "wall_time"}
     summary = json.loads((out / "summary.json").read_text())
