@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -38,6 +39,22 @@ def test_techniques_shows_each_technique(cache_root):
         assert f"| {name} |" in out
 
 
+def test_train_base_reports_accuracy_and_search_writes_its_folder(cache_root, tmp_path):
+    import re
+
+    out = run("train-base", "--base", "lenet", "--fidelity", "smoke", cache=cache_root).stdout
+    acc = float(re.search(r"validation accuracy ([0-9.]+)", out).group(1))
+    assert 0.2 < acc <= 1.0  # 10 classes (chance 0.1); smoke trains on 128 images only
+    folder = tmp_path / "run"
+    out = run("search", "--base", "lenet", "--fidelity", "smoke", "--agent", "random", "--budget", "3", "--partitions", "5",
+              "--techniques", "W1", "--out", str(folder), "--no-progress", cache=cache_root).stdout
+    result = json.loads((folder / "result.json").read_text())
+    assert result["best_plan"] in out and len(result["history"]) == 3
+    for name in ("run.json", "history.csv", "best_plan.txt", "report.md"):
+        assert (folder / name).stat().st_size > 0, name
+    assert any((folder / "tb").glob("events.out.tfevents.*"))
+
+
 def test_evaluate_json_has_the_terminal_info_keys(cache_root):
     out = run("evaluate", "--base", "lenet", "--fidelity", "smoke", "--plan", "5 | 0:W1 3:C3", "--json", cache=cache_root).stdout
     info = json.loads(out)
@@ -65,9 +82,10 @@ def test_user_mistakes_are_one_line_errors(cache_root, tmp_path, args, match):
 
 def test_export_round_trip_equals_in_memory_model(cache_root, tmp_path):
     out = tmp_path / "export"
-    run("export", "--base", "lenet", "--fidelity", "smoke", "--plan", "7 | 3:W2 6:F1", "--out", str(out), "--no-onnx", cache=cache_root)
+    run("export", "--base", "lenet", "--fidelity", "smoke", "--plan", "7 | 3:W2 6:F1", "--out", str(out), cache=cache_root)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["plan"] == "7 | 3:W2 6:F1" and manifest["features"]["shape"] == [120]
+    assert manifest["onnx"] == "exported" and {"device_onnx", "cloud_onnx"} <= set(manifest["files"])
     from privacysplit.data import load_dataset
     from privacysplit.envs.evaluator import Evaluator
 
@@ -80,4 +98,14 @@ def test_export_round_trip_equals_in_memory_model(cache_root, tmp_path):
     encoder.eval()
     cloud_mem.eval()
     with torch.no_grad():
-        assert torch.allclose(cloud(device(x)), cloud_mem(encoder(x)), atol=1e-5)
+        expected = cloud_mem(encoder(x))
+        assert torch.allclose(cloud(device(x)), expected, atol=1e-5)
+
+    import onnxruntime as ort  # the ONNX parts, run outside torch, chain to the same output
+
+    device_onnx = ort.InferenceSession(str(out / "device.onnx"), providers=["CPUExecutionProvider"])
+    cloud_onnx = ort.InferenceSession(str(out / "cloud.onnx"), providers=["CPUExecutionProvider"])
+    feats = device_onnx.run(None, {"input": x.numpy()})[0]
+    assert list(feats.shape[1:]) == manifest["features"]["shape"]
+    logits = cloud_onnx.run(None, {"input": feats})[0]
+    assert np.allclose(logits, expected.numpy(), atol=1e-4)
