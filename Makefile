@@ -13,7 +13,7 @@ $(BIN)/privacysplit: pyproject.toml
 install: $(BIN)/privacysplit
 
 run: install  ## the main job: a search on the embedded MNIST sample
-	$(BIN)/privacysplit search --base lenet --agent bilstm --budget 60 --out runs/quickstart
+	$(BIN)/privacysplit search --base lenet --agent bilstm --budget 60 --out runs/quickstart-$(shell date +%Y%m%d-%H%M%S)
 
 test: install  ## the default test suite (about 5 minutes on 2 cores)
 	$(BIN)/python -m pytest -n 2 -q
