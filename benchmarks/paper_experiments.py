@@ -259,8 +259,10 @@ def thresholds(args) -> None:
         res = _search(args, ev, "bilstm", args.budget)
         m = res.best_metrics
         feasible = {row["plan"] for row in res.history if float(row["reward"]) > 0}
-        rows.append([*th, res.best_plan, m["accuracy"], m["privacy_loss"], m["resource"], res.best_reward,
-                     f"{len(feasible)}/{res.unique_plans}"])
+        found = [res.best_plan, m["accuracy"], m["privacy_loss"], m["resource"], res.best_reward]
+        if not feasible:  # every reward was 0: the "best" plan is arbitrary
+            found = ["(none met the criteria)", "", "", "", 0.0]
+        rows.append([*th, *found, f"{len(feasible)}/{res.unique_plans}"])
     write(Path(args.out), f"table12_{args.base}", ["A_m", "P_m", "S_m", "best plan", "A", "P", "S", "R", "plans meeting criteria"],
           rows,
           f"# Table 12: customised criteria on {args.base}/{args.dataset} ({args.fidelity}, bilstm, budget {args.budget})\n\n"
@@ -349,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", default="alexnet", help="transfer: network it is transferred to")
     parser.add_argument("--target-budget", type=int, default=30, help="transfer: evaluations on the target")
     parser.add_argument("--episode-evals", type=int, default=10, help="transfer: report best reward after this many evaluations")
-    parser.add_argument("--thresholds", default="0,0.45,0;0.9,0,0.8",
+    parser.add_argument("--thresholds", default="0,0.45,0;0.8,0.45,0;0.9,0,0.8",
                         help="thresholds: A_m,P_m,S_m of each constrained run, rows separated by ';'")
     parser.add_argument("--techniques", default="W1,W2,C3", help="grid: technique columns")
     args = parser.parse_args(argv)

@@ -9,6 +9,10 @@ plans that do not beat the base).
 Eq. 18 multiplies by ``1{A > A_m, P < P_m, S > S_m}``.  Table 12 of the paper writes
 "no constraint" as ``A_m = P_m = S_m = 0``; read literally, ``P < 0`` could never hold, so a
 threshold that is ``None`` or (for P) ``<= 0`` is disabled.
+
+A privacy threshold alone (``A_m = 0``) is met by any plan whose network stopped learning:
+its features carry nothing, so P is low.  Measured on LeNet (Table 12 in the README), a search
+under ``P_m`` alone can settle on such a plan (A 0.10); pair ``P_m`` with an ``A_m``.
 """
 
 from __future__ import annotations
