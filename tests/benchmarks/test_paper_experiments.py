@@ -1,0 +1,43 @@
+"""benchmarks/paper_experiments.py: the Table 9 and Table 12 runs end to end (smoke, subprocess)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "paper_experiments.py"
+
+
+def run(cache_root: str, *args: str) -> None:
+    env = {**os.environ, "PRIVACYSPLIT_CACHE": cache_root, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(SCRIPT), *args, "--fidelity", "smoke"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_thresholds_tell_an_infeasible_criterion_apart(cache_root, tmp_path):
+    # No smoke-fidelity LeNet reaches accuracy 0.999: the row must say so, not name a plan.
+    run(cache_root, "thresholds", "--budget", "4", "--thresholds", "0.999,0,0", "--out", str(tmp_path))
+    free, infeasible = rows(tmp_path / "table12_lenet.csv")
+    assert float(free["R"]) > 0 and free["plans meeting criteria"].split("/")[0] != "0"
+    assert infeasible["best plan"] == "(none met the criteria)" and float(infeasible["R"]) == 0
+    assert infeasible["plans meeting criteria"].startswith("0/")
+
+
+def test_transfer_reports_every_seed_and_the_median(cache_root, tmp_path):
+    run(cache_root, "transfer", "--budget", "4", "--target", "lenet", "--target-budget", "4",
+        "--episode-evals", "2", "--seeds", "2", "--out", str(tmp_path))
+    table = rows(tmp_path / "table9_lenet_to_lenet.csv")
+    assert [(r["policy"], r["seed"]) for r in table] == [
+        ("pre-trained", "1"), ("scratch", "1"), ("pre-trained", "2"), ("scratch", "2"),
+        ("pre-trained", "median"), ("scratch", "median")]
+    for r in table:  # the best reward after 2 evaluations never beats the best after all 4
+        assert 0 <= float(r["best R after 2 evals"]) <= float(r["best R"]) <= 1
