@@ -147,6 +147,8 @@ def evaluate_split(
     seed: int = 0,
     feature_noise: float = 0.0,
     return_attacker: bool = False,
+    data_seed: int | None = None,
+    attack: bool = True,
 ) -> dict:
     """Run Algorithm 1 on ``encoder``+``cloud`` (trained in place) and measure A and P.
 
@@ -165,6 +167,12 @@ def evaluate_split(
             in retraining, in accuracy measurement and in what the attacker sees.
         return_attacker: also return the measuring attacker under ``attacker_model``
             (features -> reconstructions in ``[0, 1]``, or attribute logits for P2).
+        data_seed: picks the training subset and the validation images (default ``seed``).
+            The evaluator passes one value for every plan of a setting, so all plans (and
+            A_base) train on the same images and are measured on the same images, while
+            ``seed`` (per plan) still seeds initialisation, batch order and noise.
+        attack: ``False`` stops after retraining and the accuracy measurement (how A_base
+            is measured); the result then holds ``accuracy`` and ``train_seconds`` only.
 
     Returns:
         ``accuracy``, ``privacy_loss`` (in ``[0, 1]``, the reward's P), ``attacker``,
@@ -185,8 +193,9 @@ def evaluate_split(
         raise ValueError(f"feature_noise must be a non-negative number, got {feature_noise!r}")
     dev = resolve_device(device)
     task, private = task_labels(privacy)
-    train = data.train.take(fid.n_train, seed)
-    val = data.val.take(fid.n_val, seed)
+    subset_seed = seed if data_seed is None else data_seed
+    train = data.train.take(fid.n_train, subset_seed)
+    val = data.val.take(fid.n_val, subset_seed)
     x, y = train.x.to(dev), data.labels(train, task).to(dev)
     xv, yv = val.x.to(dev), data.labels(val, task).to(dev)
     encoder.to(dev)
@@ -215,6 +224,8 @@ def evaluate_split(
     accuracy = correct / max(len(xv), 1)
     encoder.train()
     cloud.train()
+    if not attack:
+        return {"accuracy": accuracy, "train_seconds": t_train}
 
     # -- measurement: a fresh attacker against the frozen encoder -------------------------
     t1 = time.perf_counter()
