@@ -29,6 +29,7 @@ from privacysplit.envs.space import SearchSpace
 from privacysplit.fidelity import Fidelity, get_fidelity
 from privacysplit.models import CostModel, DeviceProfile, Network, build, resource_savings, split
 from privacysplit.plan import Plan
+from privacysplit._validate import check_float, check_seed
 from privacysplit.training import accuracy, cache_dir, pretrained_base, resolve_device
 
 #: bump when evaluation code changes the numbers it produces (part of every cache key)
@@ -72,6 +73,8 @@ class Evaluator:
         workers: number of parallel workers for ``process`` and ``ray``.
         address: Ray cluster address (``None`` starts a local Ray).
         accuracy_base: a known A_base (workers get the driver's), skipping its measurement.
+        keep_weights: folder where :meth:`measure` writes each measured plan's trained
+            weights (``None``: none are written).
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class Evaluator:
         workers: int = 1,
         address: str | None = None,
         accuracy_base: float | None = None,
+        keep_weights: str | Path | None = None,
     ) -> None:
         self._init_kwargs = {
             "base": base, "dataset": dataset, "data_root": data_root, "fidelity": fidelity,
@@ -117,8 +121,8 @@ class Evaluator:
         self.reward_fn = Reward(Thresholds.from_any(thresholds))
         self.settings = settings or CompressionSettings()
         self.device = resolve_device(device)
-        self.seed = int(seed)
-        self.feature_noise = float(feature_noise)
+        self.seed = check_seed(seed)
+        self.feature_noise = check_float("feature_noise", feature_noise, minimum=0.0)
         if isinstance(profile, (str, Path)):
             profile = DeviceProfile.load(profile)
         self.profile = profile or DeviceProfile()
@@ -136,6 +140,9 @@ class Evaluator:
             self.cache = EvalCache(cache if cache not in (None, True) else cache_dir() / "evals.sqlite")
         self._base: tuple[Network, float] | None = None
         self._known_accuracy_base = accuracy_base
+        self.keep_weights = None if keep_weights is None else Path(keep_weights)
+        #: called with each plan's text as its measurement finishes (a progress bar's tick)
+        self.on_measured = None
 
     # -- configuration -----------------------------------------------------------------
     def config(self) -> dict:
@@ -194,8 +201,20 @@ class Evaluator:
 
     # -- evaluation --------------------------------------------------------------------
     def measure(self, plan: Plan) -> dict:
-        """Compress, cost, retrain and attack ``plan`` (no cache); the raw metrics."""
-        return self.train_plan(plan)[2]
+        """Compress, cost, retrain and attack ``plan`` (no cache); the raw metrics.
+
+        With ``keep_weights`` (a folder) the trained encoder's and cloud's state_dicts are
+        also written there as ``<cache key>.pt``, so a search can keep its best plan's
+        weights and export it without retraining (``privacysplit.search_run``).
+        """
+        encoder, cloud, metrics = self.train_plan(plan)
+        if self.keep_weights is not None:
+            self.keep_weights.mkdir(parents=True, exist_ok=True)
+            target = self.keep_weights / f"{self.key(plan)}.pt"
+            tmp = target.with_name(target.name + ".tmp")
+            torch.save({"plan": str(plan), "encoder": encoder.state_dict(), "cloud": cloud.state_dict()}, tmp)
+            tmp.replace(target)
+        return metrics
 
     def train_plan(self, plan: Plan | str, return_attacker: bool = False) -> tuple[Network, Network, dict]:
         """Build, retrain and attack ``plan``; the trained encoder and cloud and the metrics.
@@ -236,7 +255,7 @@ class Evaluator:
 
     def worker_kwargs(self) -> dict:
         """Arguments that rebuild this evaluator in a worker (no cache: the driver writes)."""
-        return {**self._init_kwargs, "cache": False, "accuracy_base": self.base()[1]}
+        return {**self._init_kwargs, "cache": False, "accuracy_base": self.base()[1], "keep_weights": self.keep_weights}
 
     def executor(self) -> Executor:
         """The executor, started on first use (after the base network is trained here, so
@@ -265,32 +284,49 @@ class Evaluator:
         """Score several plans; cache misses run together on the executor.
 
         Plans are validated first (an invalid one raises before any work), a plan repeated
-        within the batch is measured once, and results come back in input order.  Failed
-        measurements are reported (reward 0, ``error``) and not cached, so a transient
-        failure is retried next time.
+        within the batch is measured once, and results come back in input order.  Each
+        result is stored in the cache the moment it finishes, so a kill part-way through a
+        batch loses only the evaluations still running.  Failed measurements are reported
+        (reward 0, ``error``) and not cached, so a transient failure is retried next time.
+
+        Processes sharing a cache file do not measure the same plan twice: a miss is first
+        marked in progress (:meth:`EvalCache.claim`); a plan another live process is
+        measuring is waited for and then read from the cache (``cache_hit`` is true), and a
+        mark left by a dead process is taken over.
         """
         parsed = [self.space.validate(p) for p in plans]
         t0 = time.perf_counter()
         found: dict[str, tuple[dict, bool]] = {}
-        missing: list[Plan] = []
+        pending: dict[str, Plan] = {}
         for plan in parsed:
             text = str(plan)
-            if text in found or plan in missing:
+            if text in found or text in pending:
                 continue
             cached = self.cache.get(self.key(plan))
             if cached is not None:
                 found[text] = (cached, True)
             else:
-                missing.append(plan)
-        if missing:
-            if self.executor_kind == "inprocess":
-                measured = [measure_safely(self, str(p)) for p in missing]
-            else:
-                measured = self.executor().measure_many([str(p) for p in missing])
-            for plan, metrics in zip(missing, measured, strict=True):
-                if "error" not in metrics or "accuracy" in metrics:
-                    self.cache.put(self.key(plan), str(plan), self.config(), metrics)
-                found[str(plan)] = (metrics, False)
+                pending[text] = plan
+        delay = 0.02
+        while pending:
+            mine: list[Plan] = []
+            for text, plan in list(pending.items()):
+                key = self.key(plan)
+                state = self.cache.claim(key)
+                if state == "mine":
+                    mine.append(plan)
+                    del pending[text]
+                elif state == "done":
+                    cached = self.cache.get(key)
+                    if cached is not None:  # else a damaged row: claim again next round
+                        found[text] = (cached, True)
+                        del pending[text]
+            if mine:
+                self._measure_and_store(mine, found)
+                delay = 0.02
+            elif pending:  # every remaining plan is being measured by another process
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
         lookup = time.perf_counter() - t0
         out, seen = [], set()
         for plan in parsed:
@@ -298,6 +334,27 @@ class Evaluator:
             out.append(self._info(plan, metrics, hit or str(plan) in seen, lookup))
             seen.add(str(plan))
         return out
+
+    def _measure_and_store(self, plans: list[Plan], found: dict[str, tuple[dict, bool]]) -> None:
+        """Measure ``plans`` (claimed by this process), storing and releasing each as it ends."""
+        texts = [str(p) for p in plans]
+        if self.executor_kind == "inprocess":
+            results = ((i, measure_safely(self, t)) for i, t in enumerate(texts))
+        else:
+            results = self.executor().measure_iter(texts)
+        try:
+            for i, metrics in results:
+                key = self.key(plans[i])
+                if "error" not in metrics or "accuracy" in metrics:
+                    self.cache.put(key, texts[i], self.config(), metrics)
+                self.cache.release(key)
+                found[texts[i]] = (metrics, False)
+                if self.on_measured is not None:
+                    self.on_measured(texts[i])
+        finally:  # interrupted: give up the marks of plans that did not finish
+            for plan, text in zip(plans, texts, strict=True):
+                if text not in found:
+                    self.cache.release(self.key(plan))
 
     def _info(self, plan: Plan, metrics: dict, hit: bool, seconds: float) -> dict:
         info = dict(metrics)

@@ -6,7 +6,12 @@ batch run in parallel when the user asks for workers.  Workers stay alive betwee
 own :class:`~privacysplit.envs.evaluator.Evaluator` built from the driver's arguments.
 
 Workers only *measure*; the driver owns the SQLite cache and writes every result, so Ray
-workers on other machines never need to reach the cache file.
+workers on other machines never need to reach the cache file.  Results stream back in the
+order they finish (:meth:`Executor.measure_iter`), so the driver stores each one the moment
+it exists: a kill part-way through a batch loses only the evaluations still running.
+
+Local workers watch their driver and exit within a second of its death (even a SIGKILL,
+which runs no clean-up in the driver), so an interrupted search leaves no process behind.
 
 Small networks are overhead-bound on a CPU: two 1-thread workers give close to twice the
 evaluations of one 2-thread process, so each local worker gets one thread and is pinned to
@@ -17,8 +22,11 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import threading
+import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Protocol
 
 EXECUTORS = ("inprocess", "process", "ray")
@@ -27,17 +35,44 @@ _WORKER = None  # the Evaluator of this worker process
 
 
 def measure_safely(evaluator, plan_text: str) -> dict:
-    """Measure one plan; a failure becomes an ``error`` entry, never an exception."""
+    """Measure one plan; a failure becomes an ``error`` entry, never an exception.
+
+    The result records ``threads``, the torch intra-op thread count it ran with: reductions
+    split across threads sum in another order, so the last digits of a reward depend on it.
+    """
+    import torch
+
     from privacysplit.plan import Plan
 
     try:
-        return evaluator.measure(Plan.parse(plan_text))
+        metrics = evaluator.measure(Plan.parse(plan_text))
     except Exception as err:  # noqa: BLE001 - a failing plan must not kill a search
-        return {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(limit=3)}
+        metrics = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(limit=3)}
+    metrics["threads"] = torch.get_num_threads()
+    return metrics
+
+
+def _watch_parent(interval: float = 0.5) -> None:
+    """Exit this worker as soon as the process that started it is gone.
+
+    A pool worker blocks reading its task queue, and that read does not fail when the
+    driver is SIGKILLed (the pool's other workers keep the pipe open), so without a watcher
+    workers of a killed search live on, holding their memory.  ``os._exit`` skips clean-up
+    that could block on the dead driver.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="privacysplit-parent-watch", daemon=True).start()
 
 
 def _init_worker(kwargs: dict, counter, threads: int) -> None:
     global _WORKER
+    _watch_parent()
     import torch
 
     with counter.get_lock():
@@ -64,6 +99,10 @@ class Executor(Protocol):
 
     def measure_many(self, plans: list[str]) -> list[dict]: ...
 
+    def measure_iter(self, plans: list[str]) -> Iterator[tuple[int, dict]]:
+        """``(index into plans, metrics)`` for each plan, in the order they finish."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -77,6 +116,10 @@ class InProcessExecutor:
 
     def measure_many(self, plans: list[str]) -> list[dict]:
         return [measure_safely(self.evaluator, p) for p in plans]
+
+    def measure_iter(self, plans: list[str]) -> Iterator[tuple[int, dict]]:
+        for i, plan in enumerate(plans):
+            yield i, measure_safely(self.evaluator, plan)
 
     def close(self) -> None:
         pass
@@ -97,7 +140,22 @@ class ProcessExecutor:
         )
 
     def measure_many(self, plans: list[str]) -> list[dict]:
-        return list(self._pool.map(_worker_measure, plans))
+        out: list[dict] = [{}] * len(plans)
+        for i, metrics in self.measure_iter(plans):
+            out[i] = metrics
+        return out
+
+    def measure_iter(self, plans: list[str]) -> Iterator[tuple[int, dict]]:
+        futures = {self._pool.submit(_worker_measure, p): i for i, p in enumerate(plans)}
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield futures[fut], fut.result()
+        finally:
+            for fut in pending:
+                fut.cancel()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -127,13 +185,25 @@ class RayExecutor:
             def measure(self, plan_text: str) -> dict:
                 return measure_safely(self.evaluator, plan_text)
 
+            def measure_indexed(self, index: int, plan_text: str) -> tuple[int, dict]:
+                return index, measure_safely(self.evaluator, plan_text)
+
         self._ray = ray
         self.workers = workers
         self._actors = [_Actor.remote(worker_kwargs) for _ in range(workers)]
 
     def measure_many(self, plans: list[str]) -> list[dict]:
+        out: list[dict] = [{}] * len(plans)
+        for i, metrics in self.measure_iter(plans):
+            out[i] = metrics
+        return out
+
+    def measure_iter(self, plans: list[str]) -> Iterator[tuple[int, dict]]:
         pool = self._ray.util.ActorPool(self._actors)
-        return list(pool.map(lambda actor, plan: actor.measure.remote(plan), plans))
+        for i, plan in enumerate(plans):
+            pool.submit(lambda actor, args: actor.measure_indexed.remote(*args), (i, plan))
+        while pool.has_next():
+            yield pool.get_next_unordered()
 
     def close(self) -> None:
         for actor in self._actors:
