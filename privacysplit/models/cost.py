@@ -8,21 +8,20 @@
 * Latency is ``T_e + T_t`` (Eq. 12): on-device compute time from a :class:`DeviceProfile`
   (MAC rate per layer type, element rate for MAC-free layers, a per-layer overhead) plus the
   time to send the features over the uplink.  ``T(total)`` runs the whole model on the
-  device and sends nothing.
+  device and sends nothing.  The shipped profiles, their sources, and when S3 = 0 is simply
+  the physics are in :mod:`privacysplit.models.profiles`.
 """
 
 from __future__ import annotations
 
-import json
-import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from privacysplit.models.network import Network
+from privacysplit.models.profiles import DeviceProfile
 
 
 def count_params(module: nn.Module, nonzero: bool = True) -> int:
@@ -87,83 +86,6 @@ def _device_of(net: nn.Module) -> torch.device:
     for p in net.parameters():
         return p.device
     return torch.device("cpu")
-
-
-@dataclass
-class DeviceProfile:
-    """How fast the device computes and uploads, for the latency metric S3.
-
-    Attributes:
-        name: a label recorded with results.
-        mac_rate: MACs per second for each layer type that multiplies (conv, linear, block).
-        elem_rate: elements per second for MAC-free layers (activations, pooling, bn).
-        layer_overhead_s: fixed cost of launching one layer.
-        uplink_bps: uplink bandwidth in bits per second.
-    """
-
-    name: str = "phone"
-    mac_rate: dict[str, float] = field(
-        default_factory=lambda: {"conv": 4e9, "block": 4e9, "linear": 1e9}
-    )
-    elem_rate: float = 1e9
-    layer_overhead_s: float = 2e-5
-    uplink_bps: float = 20e6
-
-    def compute_time(self, types: list[str], macs: list[int], elems: list[int]) -> float:
-        """Seconds to run layers with these types, MACs and output element counts."""
-        t = 0.0
-        for kind, m, e in zip(types, macs, elems, strict=True):
-            t += self.layer_overhead_s
-            t += m / self.mac_rate.get(kind, self.mac_rate["conv"]) if m else e / self.elem_rate
-        return t
-
-    def transfer_time(self, nbytes: int) -> float:
-        return nbytes * 8 / self.uplink_bps
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=2))
-
-    @classmethod
-    def load(cls, path: str | Path) -> DeviceProfile:
-        """Load a profile written by :meth:`save` (or by hand with the same keys)."""
-        data = json.loads(Path(path).read_text())
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(
-                f"{path}: unknown device-profile keys {sorted(unknown)}; "
-                f"valid keys: {sorted(cls.__dataclass_fields__)}"
-            )
-        return cls(**data)
-
-    @classmethod
-    def measure(cls, uplink_bps: float = 20e6, repeats: int = 5) -> DeviceProfile:
-        """Micro-benchmark this host: a 3x3 convolution, a matrix product and a ReLU."""
-
-        def best(fn) -> float:
-            fn()
-            times = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - t0)
-            return min(times)
-
-        with torch.no_grad():
-            x = torch.randn(8, 64, 32, 32)
-            conv = nn.Conv2d(64, 64, 3, padding=1)
-            conv_rate = 8 * 64 * 64 * 9 * 32 * 32 / best(lambda: conv(x))
-            a, w = torch.randn(64, 1024), torch.randn(1024, 1024)
-            lin_rate = 64 * 1024 * 1024 / best(lambda: a @ w)
-            elem_rate = x.numel() / best(lambda: torch.relu(x))
-            tiny = torch.randn(1, 4)
-            overhead = best(lambda: torch.relu(tiny))
-        return cls(
-            name="host",
-            mac_rate={"conv": conv_rate, "block": conv_rate, "linear": lin_rate},
-            elem_rate=elem_rate,
-            layer_overhead_s=overhead,
-            uplink_bps=uplink_bps,
-        )
 
 
 @dataclass(frozen=True)
