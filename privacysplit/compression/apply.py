@@ -41,7 +41,7 @@ def validate_plan(model: Network, plan: Plan | str) -> Plan:
                 f"only device-side layers 0..{plan.partition} can be compressed"
             )
         compressor = get(name)
-        if not compressor.applies_to(model.layers[index]):
+        if not compressor.applies_to(model.layers[index]) or not model.layers[index].allows(name):
             raise ValueError(
                 f"technique {name!r} does not apply to {describe(model, index)}; "
                 f"valid choices for a {model.layers[index].type} layer: "

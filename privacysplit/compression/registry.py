@@ -66,7 +66,7 @@ def applicable(spec: LayerSpec, techniques: Iterable[str] | None = None) -> list
             )
     names = ["none"]
     for name, compressor in COMPRESSORS.items():
-        if name == "none" or (allowed is not None and name not in allowed):
+        if name == "none" or (allowed is not None and name not in allowed) or not spec.allows(name):
             continue
         if compressor.applies_to(spec):
             names.append(name)

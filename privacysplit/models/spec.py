@@ -45,12 +45,20 @@ class LayerSpec:
     padding: int = 0
     in_channels: int = 0
     out_channels: int = 0
+    #: Compression techniques known to work on this layer's module, or ``None`` (each
+    #: technique decides from the spec, as for the pool's networks).  Set for a user's
+    #: network, whose layers are arbitrary modules, after trying every technique on them.
+    allowed: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.type not in LAYER_TYPES:
             raise ValueError(
                 f"unknown layer type {self.type!r}; valid types: {', '.join(LAYER_TYPES)}"
             )
+
+    def allows(self, technique: str) -> bool:
+        """Whether ``technique`` is not ruled out by :attr:`allowed` (``none`` always is)."""
+        return technique == "none" or self.allowed is None or technique in self.allowed
 
     def as_tuple(self) -> tuple[str, int, int, int, int, int]:
         """The paper's tuple ``(l, k, s, p, n)`` extended with the input channels."""
