@@ -1,0 +1,119 @@
+"""One footing for every evaluation: shared data subsets, A_base, complete cache keys."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from privacysplit.compression import CompressionSettings
+from privacysplit.data.base import Split
+from privacysplit.envs import evaluator as evaluator_module
+from privacysplit.envs.evaluator import Evaluator
+from privacysplit.models.profiles import DeviceProfile
+
+
+def _evaluator(tmp_path, **kwargs) -> Evaluator:
+    kwargs.setdefault("fidelity", "smoke")
+    kwargs.setdefault("cache", str(tmp_path / "evals.sqlite"))
+    return Evaluator("lenet", **kwargs)
+
+
+def test_full_uncompressed_plan_scores_exactly_a_base(cache_root, tmp_path):
+    ev = _evaluator(tmp_path, cache=False)
+    info = ev.evaluate(ev.full_plan())
+    assert str(ev.full_plan()) == "10 | none"
+    assert info["accuracy"] == info["accuracy_base"]
+    assert info["R_A"] == 1.0
+
+
+def test_a_base_does_not_depend_on_the_first_plan(cache_root, tmp_path):
+    first = _evaluator(tmp_path, cache=False)
+    a = first.evaluate("3 | 0:C3 3:C1")["accuracy_base"]
+    second = _evaluator(tmp_path, cache=False)
+    b = second.evaluate("10 | none")["accuracy_base"]
+    third = _evaluator(tmp_path, cache=False)
+    third.evaluate("6 | 0:W2 3:W1 6:F1")
+    assert a == b == third.base()[1]
+
+
+def test_every_plan_trains_and_measures_on_the_same_images(cache_root, tmp_path, monkeypatch):
+    seeds: list[tuple[int | None, int]] = []
+    original = Split.take
+
+    def spy(self, n, seed=0):
+        seeds.append((n, seed))
+        return original(self, n, seed)
+
+    ev = _evaluator(tmp_path, cache=False, seed=7)
+    ev.base()
+    monkeypatch.setattr(Split, "take", spy)
+    for plan in ("3 | 0:C3", "6 | 0:W1 3:W2", "10 | none"):
+        ev.evaluate(plan)
+    sizes = {ev.fidelity.n_train, ev.fidelity.n_val}
+    used = {seed for n, seed in seeds if n in sizes}
+    assert used == {7}, seeds
+
+
+def test_proactive_a_base_trains_as_many_epochs_as_a_proactive_plan(cache_root, tmp_path, monkeypatch):
+    calls = []
+    original = evaluator_module.evaluate_split
+
+    def spy(*args, **kwargs):
+        calls.append((kwargs["fidelity"].n_ec, kwargs.get("attack", True), kwargs["threat"]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(evaluator_module, "evaluate_split", spy)
+    fid = evaluator_module.get_fidelity("smoke").with_(n_ec=2, n_p=3)
+    _evaluator(tmp_path, cache=False, threat="proactive", fidelity=fid).base()
+    assert calls == [(6, False, "reactive")]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"profile": DeviceProfile(name="slow-uplink", uplink_bps=1e4)},
+        {"settings": CompressionSettings(w1_sparsity=0.8)},
+    ],
+    ids=["profile", "settings"],
+)
+def test_every_input_that_changes_a_number_is_in_the_cache_key(cache_root, tmp_path, change):
+    plan = "3 | 0:W1 3:W1"
+    first = _evaluator(tmp_path).evaluate(plan)
+    again = _evaluator(tmp_path).evaluate(plan)
+    assert again["cache_hit"] and again["latency_s"] == first["latency_s"]
+    changed = _evaluator(tmp_path, **change).evaluate(plan)
+    assert not changed["cache_hit"]
+    if "profile" in change:
+        assert changed["latency_s"] > first["latency_s"]
+    else:
+        assert changed["params"] < first["params"]
+
+
+def _write_images(root, shade: int) -> None:
+    rng = np.random.default_rng(shade)
+    for split, n in (("train", 12), ("test", 4)):
+        for label in ("a", "b"):
+            folder = root / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            for j in range(n):
+                pixels = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) // 2 + (shade if label == "a" else 0)
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{j}.png")
+
+
+def test_changed_files_under_data_root_are_a_cache_miss(cache_root, tmp_path):
+    root = tmp_path / "images"
+    _write_images(root, shade=100)
+    plan = "3 | 0:W1"
+    first = _evaluator(tmp_path, dataset="imagefolder", data_root=root).evaluate(plan)
+    assert _evaluator(tmp_path, dataset="imagefolder", data_root=root).evaluate(plan)["cache_hit"]
+    _write_images(root, shade=20)
+    changed = _evaluator(tmp_path, dataset="imagefolder", data_root=root).evaluate(plan)
+    assert not changed["cache_hit"]
+    assert changed["ssim"] != first["ssim"]
+
+
+def test_device_type_is_part_of_the_key(cache_root, tmp_path):
+    ev = _evaluator(tmp_path, cache=False)
+    assert ev.config()["device_type"] == "cpu"
+    assert ev.config()["profile"]["uplink_bps"] == ev.profile.uplink_bps
