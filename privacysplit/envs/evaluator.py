@@ -12,6 +12,7 @@ the resource metric or the thresholds never forces a re-evaluation.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import time
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from privacysplit.attacks import evaluate_split, train_split
+from privacysplit._validate import check_float, check_seed
+from privacysplit.attacks import evaluate_split
 from privacysplit.compression import CompressionSettings, apply_plan
 from privacysplit.data import Dataset, load_dataset
 from privacysplit.envs.cache import EvalCache
@@ -27,13 +29,12 @@ from privacysplit.envs.executor import EXECUTORS, Executor, make_executor, measu
 from privacysplit.envs.reward import Reward, Thresholds
 from privacysplit.envs.space import SearchSpace
 from privacysplit.fidelity import Fidelity, get_fidelity
-from privacysplit.models import CostModel, DeviceProfile, Network, build, resource_savings, split
+from privacysplit.models import CostModel, DeviceProfile, Network, build, resource_savings
 from privacysplit.plan import Plan
-from privacysplit._validate import check_float, check_seed
-from privacysplit.training import accuracy, cache_dir, pretrained_base, resolve_device
+from privacysplit.training import cache_dir, pretrained_base, resolve_device
 
 #: bump when evaluation code changes the numbers it produces (part of every cache key)
-EVAL_VERSION = 2
+EVAL_VERSION = 3
 
 THREATS = ("reactive", "proactive")
 PRIVACY = {"mse": "P0", "ssim": "P1", "property": "P2"}
@@ -75,6 +76,9 @@ class Evaluator:
         accuracy_base: a known A_base (workers get the driver's), skipping its measurement.
         keep_weights: folder where :meth:`measure` writes each measured plan's trained
             weights (``None``: none are written).
+        weights_cache: the evaluation-cache file (or cache folder) beside which trained
+            base networks are stored, under ``base/``; default: ``cache`` itself, so
+            everything a run writes lives where ``cache`` points (workers get the driver's).
     """
 
     def __init__(
@@ -101,6 +105,7 @@ class Evaluator:
         address: str | None = None,
         accuracy_base: float | None = None,
         keep_weights: str | Path | None = None,
+        weights_cache: str | Path | None = None,
     ) -> None:
         self._init_kwargs = {
             "base": base, "dataset": dataset, "data_root": data_root, "fidelity": fidelity,
@@ -140,24 +145,38 @@ class Evaluator:
             self.cache = EvalCache(cache if cache not in (None, True) else cache_dir() / "evals.sqlite")
         self._base: tuple[Network, float] | None = None
         self._known_accuracy_base = accuracy_base
+        self.weights_cache = Path(weights_cache) if weights_cache is not None else self.cache.path
+        self._config: dict | None = None
         self.keep_weights = None if keep_weights is None else Path(keep_weights)
         #: called with each plan's text as its measurement finishes (a progress bar's tick)
         self.on_measured = None
 
     # -- configuration -----------------------------------------------------------------
     def config(self) -> dict:
-        """Everything that changes measured numbers; hashed into every cache key."""
-        return {
-            "base": self.base_name,
-            "dataset": self.data.name,
-            "fidelity": self.fidelity.to_dict(),
-            "threat": self.threat,
-            "privacy": self.privacy,
-            "settings": self.settings.key(),
-            "seed": self.seed,
-            "feature_noise": self.feature_noise,
-            "eval_version": EVAL_VERSION,
-        }
+        """Everything that changes measured numbers; hashed into every cache key.
+
+        The base network, the dataset *and its contents* (a hash of the loaded tensors, so
+        replacing files under ``data_root`` is a miss), fidelity, threat, privacy metric,
+        compression settings, seed, feature noise, the device profile (it sets S3), the
+        torch device type (CUDA kernels do not reproduce CPU ones bit for bit) and the
+        evaluation code version.
+        """
+        if self._config is None:
+            self._config = {
+                "base": self.base_name,
+                "dataset": self.data.name,
+                "dataset_fingerprint": self.data.fingerprint(),
+                "fidelity": self.fidelity.to_dict(),
+                "threat": self.threat,
+                "privacy": self.privacy,
+                "settings": self.settings.key(),
+                "seed": self.seed,
+                "feature_noise": self.feature_noise,
+                "profile": dataclasses.asdict(self.profile),
+                "device_type": self.device.type,
+                "eval_version": EVAL_VERSION,
+            }
+        return self._config
 
     def key(self, plan: Plan) -> str:
         blob = json.dumps([self.config(), str(plan)], sort_keys=True)
@@ -166,19 +185,31 @@ class Evaluator:
     def base(self) -> tuple[Network, float]:
         """The trained base network and A_base (trained once, cached on disk).
 
-        A_base is the accuracy of the *unsplit, uncompressed* base network after the same
-        N_ec retraining epochs every plan gets (Algorithm 1 starts from the trained base).
-        Measuring it right after base training instead would compare a plan that had N_ec
-        more epochs with a base that had not: at ``cpu`` fidelity AlexNet gained 13 points
-        that way and every plan looked better than the base.
+        A_base is the accuracy of the *unsplit, uncompressed* network (the plan
+        ``"<last layer> | none"``) put through the same retraining as every plan of this
+        setting: the same training images and validation images, the same optimiser, the
+        same seed derivation, and as many encoder+cloud epochs as a plan trains under the
+        chosen threat (N_ec reactive, N_p x N_ec proactive).  Under ``threat="reactive"``
+        the full-network uncompressed plan therefore scores exactly A_base (R_A = 1).
+        Measuring it right after base training instead would compare a plan that had more
+        epochs with a base that had not: at ``cpu`` fidelity AlexNet gained 13 points that
+        way and every plan looked better than the base.
         """
         if self._base is None:
             net, _ = pretrained_base(
                 self.base_name, self.data, labels=self.labels, fidelity=self.fidelity,
-                seed=self.seed, device=self.device,
+                seed=self.seed, device=self.device, cache=self.weights_cache,
             )
             self._base = (net, self._accuracy_base(net))
         return self._base
+
+    def full_plan(self) -> Plan:
+        """The unsplit, uncompressed plan (every layer on the device, nothing compressed)."""
+        return Plan(len(self.structure) - 1)
+
+    def _plan_seed(self, plan: Plan) -> int:
+        """The per-plan seed (initialisation, batch order, noise), derived from the cache key."""
+        return int(self.key(plan)[:8], 16)
 
     def _accuracy_base(self, net: Network) -> float:
         if self._known_accuracy_base is not None:
@@ -188,14 +219,15 @@ class Evaluator:
         if cached is not None:
             return float(cached["accuracy_base"])
         fid = self.fidelity
-        model = copy.deepcopy(net)
-        encoder, cloud = split(model, len(model) - 1)
-        train = self.data.train.take(fid.n_train, self.seed)
-        val = self.data.val.take(fid.n_val, self.seed)
-        torch.manual_seed(self.seed)
-        train_split(encoder, cloud, train.x.to(self.device), self.data.labels(train, self.labels).to(self.device),
-                    data=self.data, fidelity=fid, generator=torch.Generator().manual_seed(self.seed))
-        acc = accuracy(model, val.x.to(self.device), self.data.labels(val, self.labels).to(self.device), self.data.normalize)
+        if self.threat == "proactive":  # a proactive plan trains N_p rounds of N_ec epochs
+            fid = fid.with_(name=fid.name, n_ec=fid.n_ec * fid.n_p)
+        plan = self.full_plan()
+        encoder, cloud = apply_plan(net, plan, self.settings)
+        result = evaluate_split(
+            encoder, cloud, self.data, fidelity=fid, threat="reactive", privacy=self.privacy,
+            device=self.device, seed=self._plan_seed(plan), data_seed=self.seed, attack=False,
+        )
+        acc = float(result["accuracy"])
         self.cache.put(key, "base", self.config(), {"accuracy_base": acc})
         return acc
 
@@ -226,7 +258,7 @@ class Evaluator:
         t0 = time.perf_counter()
         base, acc_base = self.base()
         fid = self.fidelity
-        key_seed = int(self.key(plan)[:8], 16)
+        key_seed = self._plan_seed(plan)
         torch.manual_seed(key_seed)
         calib_x = self.data.train.take(min(256, len(self.data.train)), self.seed).x
         calib = self.data.normalize(calib_x).to(self.device)
@@ -234,7 +266,7 @@ class Evaluator:
         metrics = self._costs(encoder)
         result = evaluate_split(
             encoder, cloud, self.data, fidelity=fid, threat=self.threat, privacy=self.privacy,
-            device=self.device, seed=key_seed, feature_noise=self.feature_noise,
+            device=self.device, seed=key_seed, data_seed=self.seed, feature_noise=self.feature_noise,
             return_attacker=return_attacker,
         )
         if return_attacker:
@@ -255,7 +287,8 @@ class Evaluator:
 
     def worker_kwargs(self) -> dict:
         """Arguments that rebuild this evaluator in a worker (no cache: the driver writes)."""
-        return {**self._init_kwargs, "cache": False, "accuracy_base": self.base()[1], "keep_weights": self.keep_weights}
+        return {**self._init_kwargs, "cache": False, "accuracy_base": self.base()[1], "keep_weights": self.keep_weights,
+                "weights_cache": self.weights_cache}
 
     def executor(self) -> Executor:
         """The executor, started on first use (after the base network is trained here, so
