@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, replace
 
 
@@ -58,14 +59,27 @@ class Fidelity:
     distill_steps: int = 20
 
     def __post_init__(self) -> None:
-        for field_name in ("batch_size", "base_epochs", "n_ec", "n_d", "n_p"):
+        """Refuse a value that would change meaning silently (``True`` as 1 epoch, a NaN
+        learning rate that makes every evaluation fail) or escape a file name."""
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"Fidelity.name must be a non-empty string, got {self.name!r}")
+        for field_name in ("batch_size", "base_epochs", "n_ec", "n_d", "n_p", "distill_steps"):
             value = getattr(self, field_name)
-            if not isinstance(value, int) or value < (1 if field_name in ("batch_size", "n_p") else 0):
-                raise ValueError(f"Fidelity.{field_name} must be a non-negative integer, got {value!r}")
+            minimum = 1 if field_name in ("batch_size", "n_p") else 0
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                kind = "a positive integer" if minimum else "a non-negative integer"
+                raise ValueError(f"Fidelity.{field_name} must be {kind}, got {value!r}")
         for field_name in ("n_train", "n_val"):
             value = getattr(self, field_name)
-            if value is not None and (not isinstance(value, int) or value < 1):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"Fidelity.{field_name} must be a positive integer or None, got {value!r}")
+        for field_name in ("lr", "base_lr", "decoder_lr"):
+            value = getattr(self, field_name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"Fidelity.{field_name} must be a finite number > 0, got {value!r}")
+        value = self.adv_lambda
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"Fidelity.adv_lambda must be a finite number >= 0, got {value!r}")
 
     def key(self) -> str:
         """A short stable hash of every field; part of every cache key."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_ITEM = re.compile(r"^(\d+):([A-Za-z][A-Za-z0-9_]*)$")
+_ITEM = re.compile(r"^([0-9]+):([A-Za-z][A-Za-z0-9_]*)$")
+_INT = re.compile(r"^[0-9]+$")
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,10 @@ class Plan:
         if not isinstance(text, str) or text.count("|") != 1:
             raise ValueError(f"cannot parse plan {text!r}: {fmt}")
         head, tail = (s.strip() for s in text.split("|"))
-        if not head.isdigit():
+        if not _INT.match(head):
             raise ValueError(f"cannot parse plan {text!r}: partition {head!r} is not an integer; {fmt}")
+        if not tail:
+            raise ValueError(f"cannot parse plan {text!r}: nothing after '|' (write 'none' for no compression); {fmt}")
         items: list[tuple[int, str]] = []
         if tail != "none":
             for token in tail.split():

@@ -5,7 +5,9 @@ size a DataLoader's per-batch overhead would cost more than the network.
 
 Base networks are trained once per (network, dataset, label kind, fidelity, seed) and
 cached on disk (``weights_only=True`` loads), so every plan starts from trained weights and
-A_base is known.
+A_base is known.  Processes that need the same base network at once take turns under a file
+lock: the first trains it and writes it atomically (unique temporary name, then
+``os.replace``), the others load it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from privacysplit._fsutil import atomic_torch_save, ensure_dir, file_lock, safe_name
 from privacysplit.data import Dataset, load_dataset
 from privacysplit.fidelity import Fidelity, get_fidelity
 from privacysplit.models import Network, build
@@ -29,13 +32,32 @@ TRAINING_VERSION = 1
 
 
 def cache_dir(path: str | Path | None = None) -> Path:
-    """The cache folder: ``path``, else ``$PRIVACYSPLIT_CACHE``, else ``~/.cache/privacysplit``."""
+    """The cache folder: ``path``, else ``$PRIVACYSPLIT_CACHE``, else ``~/.cache/privacysplit``.
+
+    Nothing is created here; :func:`base_weights_dir` and the evaluation cache create what
+    they write, with one-line errors naming a path that cannot be created.
+    """
     if path is not None:
         return Path(path)
     env = os.environ.get("PRIVACYSPLIT_CACHE")
     if env:
         return Path(env)
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "privacysplit"
+
+
+def base_weights_dir(cache: str | Path | None = None) -> Path:
+    """Where trained base networks are stored: ``<cache folder>/base``.
+
+    ``cache`` is the cache folder (``None``: :func:`cache_dir`), or an evaluation-cache file
+    (``*.sqlite``), whose base networks then go beside it: everything a run writes lives
+    where the user pointed ``--cache``.
+    """
+    if cache is None:
+        return cache_dir() / "base"
+    folder = Path(cache)
+    if folder.is_file() or (folder.suffix in (".sqlite", ".sqlite3", ".db") and not folder.is_dir()):
+        folder = folder.parent
+    return folder / "base"
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -131,7 +153,8 @@ def accuracy(
 
 def _base_key(name: str, dataset: str, labels: str, fidelity: Fidelity, seed: int) -> str:
     blob = json.dumps([name, dataset, labels, fidelity.key(), seed, TRAINING_VERSION])
-    return f"{name}-{dataset}-{labels}-{fidelity.name}-s{seed}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+    readable = safe_name(f"{name}-{dataset}-{labels}-{fidelity.name}-s{seed}")
+    return f"{readable}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
 
 def pretrained_base(
@@ -149,17 +172,21 @@ def pretrained_base(
     """The base network trained on ``dataset``, and its validation accuracy A_base.
 
     Trained once per (network, dataset, labels, fidelity, seed) and cached under
-    ``cache_dir(cache)/base``; later calls load the weights (``weights_only=True``).
-    ``cache=False`` disables the disk cache.
+    :func:`base_weights_dir` of ``cache`` (a folder, or an evaluation-cache file to store
+    them beside); later calls load the weights (``weights_only=True``).  Concurrent callers
+    wait for the first one's training instead of repeating it.  ``cache=False`` disables
+    the disk cache.
     """
     fid = get_fidelity(fidelity)
     dev = resolve_device(device)
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_root)
-    net = build(name, num_classes=data.num_classes(labels), input_shape=data.input_shape)
-    path = None
-    if cache is not False:
-        path = cache_dir(cache) / "base" / f"{_base_key(name, data.name, labels, fid, seed)}.pt"
+    if cache is False:
+        return _train_base(name, data, labels, fid, seed, dev, progress)
+    folder = ensure_dir(base_weights_dir(cache), "base-weights folder")
+    path = folder / f"{_base_key(name, data.name, labels, fid, seed)}.pt"
+    with file_lock(path.with_name(path.name + ".lock")):
         if path.exists():
+            net = build(name, num_classes=data.num_classes(labels), input_shape=data.input_shape)
             try:
                 blob = torch.load(path, map_location="cpu", weights_only=True)
                 net.load_state_dict(blob["state_dict"])
@@ -168,6 +195,15 @@ def pretrained_base(
                 raise RuntimeError(
                     f"cached base weights {path} are unreadable ({err}); delete the file to retrain"
                 ) from err
+        net, acc = _train_base(name, data, labels, fid, seed, dev, progress)
+        atomic_torch_save({"state_dict": net.state_dict(), "accuracy": acc}, path)
+    return net, acc
+
+
+def _train_base(
+    name: str, data: Dataset, labels: str, fid: Fidelity, seed: int, dev: torch.device, progress: bool
+) -> tuple[Network, float]:
+    """Train the base network from ``seed``; its validation accuracy."""
     torch.manual_seed(seed)
     net = build(name, num_classes=data.num_classes(labels), input_shape=data.input_shape).to(dev)
     train = data.train.take(fid.n_train, seed)
@@ -181,9 +217,4 @@ def pretrained_base(
         generator=gen, preprocess=data.normalize,
     )
     acc = accuracy(net, val.x.to(dev), data.labels(val, labels).to(dev), data.normalize)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"state_dict": net.state_dict(), "accuracy": acc}, tmp)
-        tmp.replace(path)
     return net, acc

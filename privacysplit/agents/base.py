@@ -21,7 +21,6 @@ progress bar.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
@@ -284,18 +283,16 @@ class SearchRun:
     def save_checkpoint(self, agent_state: dict) -> None:
         """Write ``{"agent": agent_state, "run": self.state_dict()}`` to :attr:`checkpoint`.
 
-        Written to a temporary file and renamed, so a kill mid-write leaves the previous
-        checkpoint intact; a no-op when the run has no checkpoint file.
+        Written to a uniquely named temporary file and renamed, so a kill mid-write leaves
+        the previous checkpoint intact and two writers never remove each other's temporary
+        file; a no-op when the run has no checkpoint file.
         """
         if self.checkpoint is None:
             return
-        import torch
+        from privacysplit._fsutil import atomic_torch_save
 
-        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
-        torch.save({"format": CHECKPOINT_FORMAT, "agent": self.agent, "agent_state": agent_state,
-                    "run": self.state_dict()}, tmp)
-        os.replace(tmp, self.checkpoint)
+        atomic_torch_save({"format": CHECKPOINT_FORMAT, "agent": self.agent, "agent_state": agent_state,
+                           "run": self.state_dict()}, self.checkpoint)
 
     def log_scalar(self, tag: str, value: float, step: int | None = None) -> None:
         """Write a TensorBoard scalar (e.g. ``losses/policy``) at ``step`` (default: evaluations)."""

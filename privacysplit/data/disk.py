@@ -23,6 +23,11 @@ imagefold. class folder, sorted           = fine (there is no second label)     
 Validation splits are carved from the training data by :func:`.base.make_dataset`
 (stratified by ``fine``, seed 0); sizes are capped at 10% so that small or partial copies of
 a dataset still leave a training split.
+
+Dataset files are trusted input only as far as their *contents* go: CIFAR's pickles are read
+by :class:`SafeUnpickler`, which builds nothing but dicts, lists, strings, numbers and numpy
+arrays, so a crafted file under ``data_root`` cannot run code; a file that is not a readable
+image, or a folder layout with a single class, fails with one line naming it.
 """
 
 from __future__ import annotations
@@ -78,25 +83,41 @@ def _val_size(n: int, wanted: int | None = None) -> int:
 
 # --------------------------------------------------------------------------- CIFAR
 
+#: the only globals a CIFAR pickle may name: numpy's array reconstruction (numpy 1 and 2
+#: module names) and ``_codecs.encode``, which protocol-2 pickles use for bytes
+_SAFE_GLOBALS = frozenset({
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),
+})
 
-def _torchvision_cifar(kind: str):
-    """torchvision's CIFAR reader with the md5 checks switched off.
 
-    torchvision verifies every batch against the published md5 before reading it.  That
-    rejects partial or re-packed copies (and the tiny files the tests write) with a message
-    that does not say which file is wrong, so existence is checked here instead (naming the
-    file) and torchvision does the parsing.  A truncated file still fails when unpickled.
+class SafeUnpickler(pickle.Unpickler):
+    """An unpickler that refuses every global but numpy arrays and dtypes.
+
+    ``pickle.load`` on a file someone else wrote runs whatever callable the file names
+    (``os.system`` included).  CIFAR batches only ever need plain containers and numpy
+    arrays, so anything else is refused with :class:`pickle.UnpicklingError`.
     """
-    from torchvision.datasets import CIFAR10, CIFAR100
 
-    base = CIFAR10 if kind == "cifar10" else CIFAR100
+    def find_class(self, module: str, name: str):
+        if (module, name) in _SAFE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}: not an array or a plain value")
 
-    class Unchecked(base):  # type: ignore[misc, valid-type]
-        train_list = [[name, None] for name, _ in base.train_list]
-        test_list = [[name, None] for name, _ in base.test_list]
-        meta = {**base.meta, "md5": None}
 
-    return Unchecked
+def _load_pickle(path: Path) -> dict:
+    """A CIFAR pickle (Python 2 strings read as latin-1) through :class:`SafeUnpickler`."""
+    try:
+        with open(path, "rb") as f:
+            entry = SafeUnpickler(f, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
+        raise ValueError(f"{path} is not a CIFAR python batch ({type(err).__name__}: {err})") from err
+    if not isinstance(entry, dict):
+        raise ValueError(f"{path} is not a CIFAR python batch (it holds a {type(entry).__name__}, not a dict)")
+    return entry
 
 
 def _cifar_files(kind: str) -> tuple[str, list[str]]:
@@ -116,21 +137,41 @@ def _check_cifar(root: Path, kind: str) -> None:
         )
 
 
-def _read_cifar(root: Path, kind: str, train: bool):
-    ds = _torchvision_cifar(kind)(str(root), train=train, download=False)
-    # torchvision stores N x 32 x 32 x 3 (a transposed view of the pickled N x 3 x 32 x 32).
-    x = _to_float_images(ds.data.transpose(0, 3, 1, 2))
-    fine = torch.as_tensor(np.asarray(ds.targets, dtype=np.int64))
-    return ds, x, fine
+def _read_cifar(root: Path, kind: str, train: bool) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """Class names, images and fine labels of the train or test batches (safe unpickling).
+
+    The same files and layout torchvision's CIFAR readers use, without their
+    ``pickle.load``.
+    """
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    base = CIFAR10 if kind == "cifar10" else CIFAR100
+    folder = root / base.base_folder
+    data, labels = [], []
+    for name, _ in base.train_list if train else base.test_list:
+        path = folder / name
+        entry = _load_pickle(path)
+        key = "labels" if "labels" in entry else "fine_labels"
+        if "data" not in entry or key not in entry:
+            raise ValueError(f"{path} has no 'data' and 'labels'/'fine_labels' entries; is it a CIFAR python batch?")
+        data.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.extend(int(v) for v in entry[key])
+    meta_path = folder / base.meta["filename"]
+    meta = _load_pickle(meta_path)
+    if base.meta["key"] not in meta:
+        raise ValueError(f"{meta_path} has no {base.meta['key']!r} entry; is it the {kind} meta file?")
+    classes = [str(c) for c in meta[base.meta["key"]]]
+    x = _to_float_images(np.concatenate(data))
+    fine = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    return classes, x, fine
 
 
 def load_cifar10(root: Path | None) -> Dataset:
     """CIFAR-10 from ``<root>/cifar-10-batches-py`` (the python pickle batches)."""
     root = _require_root(root, "cifar10")
     _check_cifar(root, "cifar10")
-    ds, x, fine = _read_cifar(root, "cifar10", train=True)
+    classes, x, fine = _read_cifar(root, "cifar10", train=True)
     _, tx, tfine = _read_cifar(root, "cifar10", train=False)
-    classes = [str(c) for c in ds.classes]
     unknown = set(classes) - CIFAR10_VEHICLES - CIFAR10_ANIMALS
     if unknown or len(classes) != 10:
         raise ValueError(
@@ -157,8 +198,7 @@ def load_cifar10(root: Path | None) -> Dataset:
 def _cifar100_coarse(root: Path, train: bool) -> torch.Tensor:
     """The 20 superclass labels, which torchvision's CIFAR100 does not expose."""
     path = root / "cifar-100-python" / ("train" if train else "test")
-    with open(path, "rb") as f:
-        entry = pickle.load(f, encoding="latin1")
+    entry = _load_pickle(path)
     if "coarse_labels" not in entry:
         raise ValueError(
             f"{path} has no 'coarse_labels' entry; is it the CIFAR-100 python version?"
@@ -201,12 +241,16 @@ def _read_image(path: str | Path, size: int = IMAGE_SIZE) -> np.ndarray:
     """One image file -> uint8 ``3 x size x size`` (RGB; grey and RGBA are converted)."""
     from PIL import Image
 
-    with Image.open(path) as img:
-        img.draft("RGB", (size, size))  # JPEG: decode at reduced scale, much faster
-        img = img.convert("RGB")
-        if img.size != (size, size):
-            img = img.resize((size, size), Image.Resampling.BILINEAR)
-        return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (size, size))  # JPEG: decode at reduced scale, much faster
+            img = img.convert("RGB")
+            if img.size != (size, size):
+                img = img.resize((size, size), Image.Resampling.BILINEAR)
+            return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        # PIL.UnidentifiedImageError is an OSError; truncated files raise OSError too
+        raise ValueError(f"{path} is not a readable image ({type(err).__name__}); remove or replace it") from err
 
 
 def _read_images(paths: Sequence[str | Path], size: int = IMAGE_SIZE) -> torch.Tensor:
@@ -305,6 +349,11 @@ def load_imagefolder(root: Path | None) -> Dataset:
         _require_file(root / part, what, root)
     classes, samples = _imagefolder_samples(root / "train")
     tclasses, tsamples = _imagefolder_samples(root / "test")
+    if len(classes) < 2:
+        raise ValueError(
+            f"{root / 'train'} has {len(classes)} class folder(s) ({', '.join(classes) or 'none'}); "
+            "a classifier needs at least 2 (one sub-folder per class)"
+        )
     extra = sorted(set(tclasses) - set(classes))
     if extra:
         raise ValueError(f"{root / 'test'} has classes missing from {root / 'train'}: {extra}")

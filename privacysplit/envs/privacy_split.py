@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from privacysplit._validate import check_int
 from privacysplit.envs.evaluator import Evaluator
 from privacysplit.models import LAYER_TYPES
 from privacysplit.plan import Plan
@@ -121,7 +122,7 @@ class PrivacySplitEnv(gym.Env):
         self.max_layers = n if max_layers is None else int(max_layers)
         if self.max_layers < n:
             raise ValueError(f"max_layers={max_layers} is smaller than {base}'s {n} layers")
-        self.max_invalid = int(max_invalid)
+        self.max_invalid = check_int("max_invalid", max_invalid, minimum=1)
         self.n_features = len(LAYER_TYPES) + 5 + 1 + len(self.techniques) + 2
         self.action_space = spaces.Discrete(max(n, len(self.techniques)))
         self.observation_space = spaces.Box(0.0, 1.0, (self.max_layers * self.n_features + 2,), np.float32)
@@ -181,7 +182,7 @@ class PrivacySplitEnv(gym.Env):
         return self._obs(), {"phase": "partition", "techniques": list(self.techniques)}
 
     def step(self, action):
-        a = int(action)
+        a = self._action_index(action)
         info: dict = {"invalid_action": False}
         valid = 0 <= a < self.action_space.n and bool(self.action_masks()[a])
         if not valid:
@@ -213,6 +214,21 @@ class PrivacySplitEnv(gym.Env):
         self._set_cursor(self.cursor_layer, 1.0)
         info["phase"] = "compress"
         return self._obs(), 0.0, False, False, info
+
+    def _action_index(self, action) -> int:
+        """An integer action as an ``int``: a Python or numpy integer, or an integer array of
+        one element (what a vectorised policy hands a single env).  Anything else (a float,
+        a bool, several values) is a caller's mistake, refused in one line; an integer
+        outside the action space stays an invalid action (a no-op, counted)."""
+        value = action
+        if isinstance(value, np.ndarray) and value.size == 1 and np.issubdtype(value.dtype, np.integer):
+            value = value.reshape(()).item()
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise ValueError(
+                f"action must be an integer in 0..{self.action_space.n - 1} (an int, a numpy integer or a "
+                f"one-element integer array), got {action!r}"
+            )
+        return int(value)
 
     def _finish(self, info: dict):
         plan = self.current_plan()

@@ -17,6 +17,8 @@ under ``P_m`` alone can settle on such a plan (A 0.10); pair ``P_m`` with an ``A
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 
@@ -27,6 +29,19 @@ class Thresholds:
     accuracy: float | None = None
     privacy: float | None = None
     resource: float | None = None
+
+    def __post_init__(self) -> None:
+        """Each threshold is ``None`` or a finite number in [0, 1]: A, P and S all live in
+        [0, 1], so anything else (a string, NaN, 1.5) would silently make Eq. 18's indicator
+        always true or always false, and every reward 0."""
+        for name in ("accuracy", "privacy", "resource"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+                    or not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"threshold {name} must be None or a number in [0, 1], got {value!r}")
+            object.__setattr__(self, name, float(value))
 
     @classmethod
     def from_any(cls, value: Thresholds | dict | tuple | list | None) -> Thresholds | None:

@@ -7,6 +7,7 @@ the ``latin1`` decoding torchvision uses), with a uint8 ``N x 3072`` array.
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -280,9 +281,54 @@ def test_imagefolder_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="train: put your images"):
         load_dataset("imagefolder", tmp_path)
     _jpeg(tmp_path / "train" / "a" / "0.jpg", (0, 0, 0))
+    _jpeg(tmp_path / "test" / "a" / "0.jpg", (0, 0, 0))
+    with pytest.raises(ValueError, match=r"has 1 class folder\(s\) \(a\); a classifier needs at least 2"):
+        load_dataset("imagefolder", tmp_path)
+    _jpeg(tmp_path / "train" / "c" / "0.jpg", (9, 9, 9))
     _jpeg(tmp_path / "test" / "b" / "0.jpg", (0, 0, 0))
     with pytest.raises(ValueError, match=r"classes missing from .*train.*\['b'\]"):
         load_dataset("imagefolder", tmp_path)
+
+
+def test_imagefolder_non_image_file_is_named_in_one_line(tmp_path):
+    for c in ("a", "b"):
+        for part in ("train", "test"):
+            _jpeg(tmp_path / part / c / "0.jpg", (0, 0, 0))
+    (tmp_path / "train" / "b" / "notes.jpg").write_text("not an image")
+    (tmp_path / "train" / "b" / "README.txt").write_text("ignored: not an image extension")
+    with pytest.raises(ValueError, match=r"notes\.jpg is not a readable image \(UnidentifiedImageError\)") as err:
+        load_dataset("imagefolder", tmp_path)
+    assert "\n" not in str(err.value)
+    (tmp_path / "train" / "b" / "notes.jpg").unlink()
+    assert load_dataset("imagefolder", tmp_path).num_classes("fine") == 2
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_cifar_pickle_that_names_a_callable_is_refused(tmp_path, monkeypatch):
+    _write_cifar10(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    with open(batch, "wb") as f:
+        pickle.dump({"data": _Evil(), "labels": []}, f, protocol=2)
+    with pytest.raises(ValueError, match=r"data_batch_3 is not a CIFAR python batch .*refused to load \w+\.system"):
+        load_dataset("cifar10", tmp_path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_cifar_reads_modern_numpy_pickles(tmp_path):
+    """Batches re-saved by Python 3 (protocols 2 to 5) still load through the safe unpickler."""
+    written = _write_cifar10(tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+    for protocol, name in zip((2, 3, 4, 5, 5), [f"data_batch_{i}" for i in range(1, 6)], strict=True):
+        labels = [i % 10 for i in range(20)]
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": written[name], "labels": labels}, f, protocol=protocol)
+    d = load_dataset("cifar10", tmp_path)
+    assert len(d.train) + len(d.val) == 100
 
 
 # --------------------------------------------------------------------------- common
