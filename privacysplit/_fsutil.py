@@ -52,8 +52,8 @@ def ensure_dir(path: str | Path, what: str = "folder") -> Path:
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError as err:
-        culprit = Path(err.filename) if err.filename else path
+    except (FileExistsError, NotADirectoryError) as err:
+        culprit = next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), path)
         raise ValueError(f"{what} {path} cannot be created: {culprit} exists and is not a folder") from err
     except PermissionError as err:
         culprit = Path(err.filename) if err.filename else path

@@ -162,8 +162,9 @@ class EvalCache:
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
-    def _execute(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
-        return self._retry(lambda: self._conn().execute(sql, args))
+    def _execute(self, sql: str, args: tuple = ()) -> list[tuple]:
+        """Run one statement (its own transaction) and fetch every row, retrying on a lock."""
+        return self._retry(lambda: self._conn().execute(sql, args).fetchall())
 
     def _check_schema(self) -> None:
         conn = self._conn()
@@ -194,24 +195,30 @@ class EvalCache:
                 CacheWarning, stacklevel=3,
             )
 
+    def _read_row(self, sql: str, args: tuple) -> tuple | BaseException | None:
+        """One row, or the decoding error of a damaged one (a lock is retried by the caller)."""
+        try:
+            return self._conn().execute(sql, args).fetchone()
+        except sqlite3.OperationalError as err:
+            if "decode" in str(err).lower():  # bad UTF-8 in a text column
+                return err
+            raise
+
     def get(self, key: str) -> dict | None:
         if key in self._memory:
             return self._memory[key]
         if self.path is None:
             return None
+        row = self._retry(lambda: self._read_row("SELECT metrics FROM evals WHERE key=?", (key,)))
+        if row is None:
+            return None
         try:
-            row = self._execute("SELECT metrics FROM evals WHERE key=?", (key,)).fetchone()
-            if row is None:
-                return None
+            if isinstance(row, BaseException):
+                raise row
             metrics = json.loads(row[0])
             if not isinstance(metrics, dict):
                 raise ValueError(f"metrics are a {type(metrics).__name__}, not an object")
-        except CacheError as err:
-            if "decode" not in str(err).lower():
-                raise
-            self._report_damaged(key, err)
-            return None
-        except (ValueError, TypeError) as err:  # bad JSON, NULL
+        except (sqlite3.OperationalError, ValueError, TypeError) as err:  # bad UTF-8 or JSON, NULL
             self._report_damaged(key, err)
             return None
         self._memory[key] = metrics
@@ -231,7 +238,7 @@ class EvalCache:
     def __len__(self) -> int:
         if self.path is None:
             return len(self._memory)
-        return int(self._execute("SELECT COUNT(*) FROM evals").fetchone()[0])
+        return int(self._execute("SELECT COUNT(*) FROM evals")[0][0])
 
     def rows(self) -> list[tuple[str, dict, dict]]:
         """Every readable ``(plan, config, metrics)`` stored, oldest first (damaged rows are
@@ -239,16 +246,15 @@ class EvalCache:
         if self.path is None:
             return []
         out = []
-        keys = [k for (k,) in self._execute("SELECT key FROM evals ORDER BY created, rowid")]
+        keys = [k for (k,) in self._retry(lambda: self._conn().execute("SELECT key FROM evals ORDER BY created, rowid").fetchall())]
         for key in keys:
+            row = self._retry(lambda k=key: self._read_row("SELECT plan, config, metrics FROM evals WHERE key=?", (k,)))
             try:
-                p, c, m = self._execute("SELECT plan, config, metrics FROM evals WHERE key=?", (key,)).fetchone()
-                out.append((p, json.loads(c), json.loads(m)))
-            except CacheError as err:
-                if "decode" not in str(err).lower():
-                    raise
-                self._report_damaged(key, err)
-            except (ValueError, TypeError) as err:
+                if isinstance(row, BaseException):
+                    raise row
+                if row is not None:
+                    out.append((row[0], json.loads(row[1]), json.loads(row[2])))
+            except (sqlite3.OperationalError, ValueError, TypeError) as err:
                 self._report_damaged(key, err)
         return out
 
