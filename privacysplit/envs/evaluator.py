@@ -23,15 +23,17 @@ import torch
 from privacysplit._validate import check_float, check_seed
 from privacysplit.attacks import evaluate_split
 from privacysplit.compression import CompressionSettings, apply_plan
-from privacysplit.data import Dataset, load_dataset
+from privacysplit.data import Dataset
+from privacysplit.data.tensors import resolve_dataset
 from privacysplit.envs.cache import EvalCache
 from privacysplit.envs.executor import EXECUTORS, Executor, make_executor, measure_safely
 from privacysplit.envs.reward import Reward, Thresholds
 from privacysplit.envs.space import SearchSpace
+from privacysplit.envs.user_base import pretrained, resolve_base
 from privacysplit.fidelity import Fidelity, get_fidelity
-from privacysplit.models import CostModel, DeviceProfile, Network, build, resource_savings
+from privacysplit.models import CostModel, DeviceProfile, Network, resource_savings
 from privacysplit.plan import Plan
-from privacysplit.training import cache_dir, pretrained_base, resolve_device
+from privacysplit.training import cache_dir, resolve_device
 
 #: bump when evaluation code changes the numbers it produces (part of every cache key)
 EVAL_VERSION = 3
@@ -51,8 +53,13 @@ class Evaluator:
     """Scores plans for one (base network, dataset, fidelity, threat, metrics) setting.
 
     Args:
-        base: base network name (see :func:`privacysplit.models.list_models`).
-        dataset: dataset name, or a loaded :class:`~privacysplit.data.Dataset`.
+        base: base network name (see :func:`privacysplit.models.list_models`), a
+            ``torch.nn.Module`` of your own, or ``"file.py:factory"`` (see
+            :mod:`privacysplit.envs.user_base`).
+        dataset: dataset name, a loaded :class:`~privacysplit.data.Dataset`, a ``(train,
+            test)`` pair of ``torch.utils.data.Dataset``, tensors ``(x_train, y_train,
+            x_test, y_test)``, ``"torchvision:<Class>"`` or a ``.pt`` file (see
+            :mod:`privacysplit.data.tensors`).
         data_root: folder of on-disk datasets.
         fidelity: ``smoke``/``cpu``/``paper`` or a :class:`~privacysplit.Fidelity`.
         threat: ``reactive`` or ``proactive`` (Algorithm 1).
@@ -79,6 +86,9 @@ class Evaluator:
         weights_cache: the evaluation-cache file (or cache folder) beside which trained
             base networks are stored, under ``base/``; default: ``cache`` itself, so
             everything a run writes lives where ``cache`` points (workers get the driver's).
+        weights: a ``state_dict`` (a file path, loaded with ``weights_only=True``, or a
+            mapping) to start from instead of training the base network; a key that does
+            not fit is one ``ValueError`` naming it.
     """
 
     def __init__(
@@ -104,11 +114,12 @@ class Evaluator:
         workers: int = 1,
         address: str | None = None,
         accuracy_base: float | None = None,
+        weights=None,
         keep_weights: str | Path | None = None,
         weights_cache: str | Path | None = None,
     ) -> None:
         self._init_kwargs = {
-            "base": base, "dataset": dataset, "data_root": data_root, "fidelity": fidelity,
+            "base": base, "weights": weights, "dataset": dataset, "data_root": data_root, "fidelity": fidelity,
             "threat": threat, "privacy": privacy, "resource": resource, "thresholds": thresholds,
             "techniques": techniques, "partitions": partitions, "settings": settings,
             "device": device, "seed": seed, "profile": profile, "feature_noise": feature_noise,
@@ -131,12 +142,13 @@ class Evaluator:
         if isinstance(profile, (str, Path)):
             profile = DeviceProfile.load(profile)
         self.profile = profile or DeviceProfile()
-        self.data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_root)
+        self.data = resolve_dataset(dataset, data_root, privacy=self.privacy)
         if self.privacy == "ssim" and not self.data.is_image:
             raise ValueError(f"privacy 'ssim' needs images; {self.data.name} is tabular (use 'mse' or 'property')")
         self.labels = "coarse" if self.privacy == "property" else "fine"
-        self.base_name = base
-        self.structure: Network = build(base, num_classes=self.data.num_classes(self.labels), input_shape=self.data.input_shape)
+        self.source = resolve_base(base, self.data, self.labels, weights=weights, seed=self.seed, settings=self.settings)
+        self.base_name = self.source.name
+        self.structure: Network = self.source.structure
         self.space = SearchSpace(self.structure.layers, techniques, partitions)
         self._total_cost = CostModel(self.structure, self.profile).total()
         if cache is False or cache == "off":
@@ -196,8 +208,8 @@ class Evaluator:
         way and every plan looked better than the base.
         """
         if self._base is None:
-            net, _ = pretrained_base(
-                self.base_name, self.data, labels=self.labels, fidelity=self.fidelity,
+            net, _ = pretrained(
+                self.source, self.data, labels=self.labels, fidelity=self.fidelity,
                 seed=self.seed, device=self.device, cache=self.weights_cache,
             )
             self._base = (net, self._accuracy_base(net))

@@ -62,7 +62,9 @@ class PrivacySplitEnv(gym.Env):
 
     ## Arguments
 
-    ``base`` (default ``lenet``), ``dataset`` (``mnist``), ``data_root``, ``fidelity``
+    ``base`` (default ``lenet``; or an ``nn.Module`` of your own, or ``"file.py:factory"``),
+    ``weights`` (a ``state_dict`` path to start from instead of training the base),
+    ``dataset`` (``mnist``; or your own data, see :mod:`privacysplit.data.tensors`), ``data_root``, ``fidelity``
     (``smoke``/``cpu``/``paper`` or a ``Fidelity``), ``threat`` (``reactive``/``proactive``),
     ``privacy`` (``mse``/``ssim``/``property``), ``resource`` (``params``/``macs``/``latency``),
     ``thresholds`` (``(A_m, P_m, S_m)``), ``techniques`` (subset of Table 2), ``partitions``
@@ -104,6 +106,7 @@ class PrivacySplitEnv(gym.Env):
         workers: int = 1,
         render_mode: str | None = None,
         evaluator: Evaluator | None = None,
+        weights=None,
     ) -> None:
         super().__init__()
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -113,7 +116,7 @@ class PrivacySplitEnv(gym.Env):
             base, dataset, data_root=data_root, fidelity=fidelity, threat=threat, privacy=privacy,
             resource=resource, thresholds=thresholds, techniques=techniques, partitions=partitions,
             settings=settings, device=device, cache=cache, seed=seed, profile=profile,
-            feature_noise=feature_noise, executor=executor, workers=workers,
+            feature_noise=feature_noise, executor=executor, workers=workers, weights=weights,
         )
         self.space = self.evaluator.space
         self.layers = self.space.layers
@@ -121,7 +124,7 @@ class PrivacySplitEnv(gym.Env):
         n = len(self.layers)
         self.max_layers = n if max_layers is None else int(max_layers)
         if self.max_layers < n:
-            raise ValueError(f"max_layers={max_layers} is smaller than {base}'s {n} layers")
+            raise ValueError(f"max_layers={max_layers} is smaller than {self.evaluator.base_name}'s {n} layers")
         self.max_invalid = check_int("max_invalid", max_invalid, minimum=1)
         self.n_features = len(LAYER_TYPES) + 5 + 1 + len(self.techniques) + 2
         self.action_space = spaces.Discrete(max(n, len(self.techniques)))
