@@ -1,7 +1,10 @@
 """Compare searchers x seeds x budgets on one network, dataset and metric setting.
 
 All searchers share one evaluation cache, so a plan any of them evaluated costs the others
-nothing (their budgets still count it: a cache hit is an evaluation).  Writes to ``--out``:
+nothing (their budgets still count it: a cache hit is an evaluation).  Writes to ``--out``
+(default: a new ``runs/compare-<time>`` folder, so the committed results are never
+overwritten by accident; ``--update-readme-figures`` writes the README's
+``benchmarks/results/compare`` instead):
 
 * ``results.csv`` — one row per evaluated plan: searcher, seed, step, plan, reward, A, P, S,
   cache hit, wall time;
@@ -9,7 +12,10 @@ nothing (their budgets still count it: a cache hit is an evaluation).  Writes to
   each budget, evaluations to reach 99% of the best known plan, wall time, the package
   version, git commit and every setting;
 * ``best_reward.png`` (best reward vs evaluations per searcher) and ``tradeoff.png``
-  (accuracy vs privacy loss vs resource of every evaluated plan, Pareto front ringed).
+  (accuracy vs privacy loss vs resource of every evaluated plan, Pareto front ringed);
+* ``tb/<searcher>-seed<k>/`` — TensorBoard scalars of every run (``search/best_reward`` ...)
+  and an hparams summary (searcher, seed, budget, setting -> best reward, evaluations to 99%
+  of the best known), so ``tensorboard --logdir <out>/tb`` shows the runs side by side.
 
 Defaults run on a 2-core machine in minutes at ``cpu`` fidelity on lenet/mnist:
 
@@ -26,6 +32,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the folder the README's figures and table come from (written only on request)
+README_RESULTS = ROOT / "benchmarks" / "results" / "compare"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -46,8 +54,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1, help="parallel evaluation workers (process pool)")
     p.add_argument("--device", default="cpu", help="torch device")
     p.add_argument("--cache", default=None, help="shared evaluation cache (default: <out>/evals.sqlite)")
-    p.add_argument("--out", default="benchmarks/results/compare", help="output folder")
-    return p.parse_args(argv)
+    p.add_argument("--out", default=None, help="output folder (default: a new runs/compare-<time> folder)")
+    p.add_argument("--update-readme-figures", action="store_true",
+                   help=f"write into {README_RESULTS.relative_to(ROOT)} (the README's figures) instead of --out")
+    args = p.parse_args(argv)
+    if args.update_readme_figures and args.out is not None:
+        p.error("--update-readme-figures writes the README's results folder; drop --out")
+    if args.update_readme_figures:
+        args.out = str(README_RESULTS)
+    elif args.out is None:
+        args.out = str(ROOT / "runs" / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,16 +89,18 @@ def main(argv: list[str] | None = None) -> int:
     for name in searchers:
         make_agent(name)  # fail fast on an unknown name, before any training
     budgets = csv_list(args.budgets, int) or sorted({b for b in (10, 25, 50) if b < args.budget} | {args.budget})
-    rows, curves, runs = [], {}, []
+    rows, curves, runs, hparams = [], {}, [], []
     t_all = time.perf_counter()
     try:
         for name in searchers:
             for seed in range(args.seeds):
                 env = PrivacySplitEnv(evaluator=evaluator)
                 t0 = time.perf_counter()
-                result = make_agent(name, seed=seed).search(env, args.budget, progress=False)
+                log_dir = out / "tb" / f"{name}-seed{seed}"
+                result = make_agent(name, seed=seed).search(env, args.budget, progress=False, log_dir=str(log_dir))
                 seconds = time.perf_counter() - t0
                 curves.setdefault(name, []).append(result.best_so_far())
+                hparams.append((log_dir, name, seed, result, seconds))
                 runs.append({"searcher": name, "seed": seed, "best_plan": result.best_plan,
                              "best_reward": result.best_reward, "seconds": seconds,
                              "evaluations": result.evaluations, "cache_hits": result.cache_hits})
@@ -136,8 +155,31 @@ def main(argv: list[str] | None = None) -> int:
     (out / "summary.md").write_text("\n".join(md))
     reporting.plot_curves(curves, out / "best_reward.png", title)
     reporting.plot_tradeoff(rows, out / "tradeoff.png", title)
+    write_hparams(hparams, args, best_known)
     print("\n".join(md))
+    print(f"wrote {out} (TensorBoard: tensorboard --logdir {out / 'tb'})")
     return 0
+
+
+def write_hparams(runs: list, args: argparse.Namespace, best_known: float) -> None:
+    """One hparams summary per searcher and seed, beside that run's scalars."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from privacysplit import reporting
+
+    setting = {k: str(getattr(args, k)) for k in ("base", "dataset", "fidelity", "threat", "privacy", "resource",
+                                                   "techniques", "partitions")}
+    for log_dir, name, seed, result, seconds in runs:
+        reach = reporting.evaluations_to_reach(result.best_so_far(), 0.99 * best_known)
+        writer = SummaryWriter(str(log_dir))
+        writer.add_hparams(
+            {"searcher": name, "seed": seed, "budget": args.budget, **setting},
+            {"hparam/best_reward": result.best_reward,
+             "hparam/evaluations_to_99pct_best": float(reach) if reach is not None else float("nan"),
+             "hparam/seconds": seconds},
+            run_name=".",
+        )
+        writer.close()
 
 
 if __name__ == "__main__":

@@ -2,6 +2,11 @@
 
 User mistakes (unknown names, bad plans, missing files) print one line and exit with
 status 2; they never show a traceback.
+
+Why the imports sit inside the functions: importing torch and the attacks costs seconds, so
+``--help``, ``models``, ``techniques`` and every mistake that can be caught from the
+arguments alone answer before anything heavy loads (a test holds each under a second).
+The tables below are therefore static; tests check them against the live registries.
 """
 
 from __future__ import annotations
@@ -10,44 +15,145 @@ import argparse
 import json
 import sys
 
+#: ``privacysplit models``: name, layers, parameters, MACs (3x32x32 input, 10 classes);
+#: ``tests/test_cli.py`` rebuilds every network and checks these numbers.
+MODELS: tuple[tuple[str, int, int, int], ...] = (
+    ("lenet", 11, 62_006, 651_720),
+    ("alexnet", 20, 4_361_034, 43_837_440),
+    ("vgg11", 30, 9_231_114, 152_769_536),
+    ("vgg13", 36, 9_416_010, 228_267_008),
+    ("vgg16", 45, 14_728_266, 313_201_664),
+    ("resnet18", 13, 11_173_962, 555_422_720),
+    ("resnet50", 21, 23_520_842, 1_297_829_888),
+    ("mobilenet_v2", 26, 2_237_770, 89_025_024),
+    ("wide_resnet28_10", 17, 36_489_290, 5_951_117_568),
+    ("inception_v3", 21, 21_626_250, 774_718_464),
+    ("fcn", 9, 3_837_066, 3_835_136),
+)
+MODEL_NAMES = tuple(m[0] for m in MODELS)
+
+#: ``privacysplit techniques``: the paper's Table 2 in action order (``none`` first), with
+#: the layers each applies to and its default strength (``CompressionSettings``).
+TECHNIQUES: tuple[tuple[str, str, str, str], ...] = (
+    ("none", "no compression", "every layer", "the layer stays as trained"),
+    ("F1", "SVD low-rank factorisation", "fully connected",
+     "W (m x n) -> two factors keeping 25% of the singular values (rank_fraction)"),
+    ("F2", "sparse low-rank factorisation (KSVD-style)", "fully connected",
+     "F1, then half of the code factor zeroed and the dictionary refitted (f2_sparsity)"),
+    ("C1", "MobileNet depthwise-separable convolution", "convolution",
+     "depthwise k x k + pointwise 1x1, fitted to the trained kernel"),
+    ("C2", "MobileNetV2 inverted residual", "convolution",
+     "1x1 expand (2x input channels) + depthwise + 1x1 project (c2_expansion)"),
+    ("C3", "SqueezeNet Fire module", "convolution with odd kernel, block",
+     "1x1 squeeze to 1/8 of the outputs, then 1x1 and 3x3 expand (c3_squeeze_ratio)"),
+    ("W1", "magnitude (unstructured) weight pruning", "convolution, fully connected, block",
+     "the smallest 50% of weights set to zero and kept there (w1_sparsity)"),
+    ("W2", "filter pruning by L1 norm", "convolution, block",
+     "30% of the filters with the smallest L1 norm removed, readers shrunk (w2_ratio)"),
+)
+TECHNIQUE_NAMES = tuple(t[0] for t in TECHNIQUES)
+
+#: searchers of ``privacysplit.agents.AGENTS`` usable from the command line (``sb3`` needs a
+#: model object, so it is library-only); a test checks this against the registry.
+AGENT_NAMES = ("bilstm", "random", "exhaustive", "evolution", "tpe", "ppo", "a2c", "maskable_ppo")
+
+#: datasets that ship with the package; every other dataset reads files under --data-root
+EMBEDDED_DATASETS = ("mnist", "digits")
+DISK_DATASETS = ("cifar10", "cifar100", "tinyimagenet", "purchase100", "imagefolder")
+
+THREATS = ("reactive", "proactive")
+PRIVACY = ("mse", "ssim", "property")
+RESOURCES = ("params", "macs", "latency")
+FIDELITY_NAMES = ("smoke", "cpu", "paper")
+
+
+class UserError(ValueError):
+    """A mistake in the arguments: one line on stderr, exit status 2."""
+
 
 def _env_args(p: argparse.ArgumentParser) -> None:
     """Options shared by every verb that builds an evaluator."""
-    p.add_argument("--base", default="lenet", help="base network (see `privacysplit models`); default lenet")
-    p.add_argument("--dataset", default="mnist", help="dataset; default mnist (embedded, offline)")
-    p.add_argument("--data-root", default=None, help="folder holding on-disk datasets")
-    p.add_argument("--fidelity", default="cpu", help="smoke, cpu (default) or paper")
-    p.add_argument("--threat", default="reactive", help="reactive (default) or proactive")
-    p.add_argument("--privacy", default="ssim", help="mse (P0), ssim (P1, default) or property (P2)")
-    p.add_argument("--resource", default="params", help="params (S1, default), macs (S2) or latency (S3)")
+    p.add_argument("--base", default="lenet", help=f"base network: {', '.join(MODEL_NAMES)}; default lenet")
+    p.add_argument("--dataset", default="mnist",
+                   help=f"dataset: {', '.join(EMBEDDED_DATASETS)} (embedded, offline) or "
+                        f"{', '.join(DISK_DATASETS)} (read from --data-root); default mnist")
+    p.add_argument("--data-root", default=None, help="folder holding an on-disk dataset (only for those)")
+    p.add_argument("--fidelity", default="cpu", choices=FIDELITY_NAMES,
+                   help="training lengths: smoke (tests only; near-chance accuracies), cpu (default) or paper (GPU)")
+    p.add_argument("--threat", default="reactive", choices=THREATS, help="reactive (default) or proactive")
+    p.add_argument("--privacy", default="ssim", choices=PRIVACY, help="mse (P0), ssim (P1, default) or property (P2)")
+    p.add_argument("--resource", default="params", choices=RESOURCES,
+                   help="params (S1, default), macs (S2) or latency (S3)")
+    p.add_argument("--profile", default=None,
+                   help="device profile for latency (S3): a profile name or a JSON file; default: measured on this host")
     p.add_argument("--thresholds", default=None, help="Eq. 18 tolerances 'A_m,P_m,S_m', e.g. 0.85,0,0.8")
-    p.add_argument("--techniques", default=None, help="comma-separated subset of Table 2, e.g. W1,W2,C3")
-    p.add_argument("--partitions", default=None, help="comma-separated allowed partition layers")
+    p.add_argument("--techniques", default=None,
+                   help=f"comma-separated subset of Table 2 ({','.join(TECHNIQUE_NAMES[1:])}); default all")
+    p.add_argument("--partitions", default=None, help="comma-separated allowed partition layers; default all")
     p.add_argument("--seed", type=int, default=0, help="seed of base training and evaluations")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
-    p.add_argument("--cache", default=None, help="evaluation cache file (default under ~/.cache/privacysplit); 'off' disables")
+    p.add_argument("--cache", default=None,
+                   help="evaluation cache file (default under ~/.cache/privacysplit or $PRIVACYSPLIT_CACHE); 'off' disables")
 
 
-def _csv(text: str | None, cast=str) -> list | None:
+def _csv(text: str | None, cast=str, what: str = "list") -> list | None:
     if text is None:
         return None
     try:
         return [cast(t.strip()) for t in text.split(",") if t.strip()]
     except ValueError as err:
-        raise ValueError(f"cannot read {text!r} as a comma-separated list: {err}") from err
+        raise UserError(f"cannot read {text!r} as a comma-separated {what}: {err}") from err
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Every mistake that the arguments alone reveal, before torch is imported.
+
+    Raises:
+        UserError: naming the valid options.
+    """
+    if args.base not in MODEL_NAMES:
+        raise UserError(f"unknown base network {args.base!r}; valid networks: {', '.join(MODEL_NAMES)}")
+    if args.dataset not in EMBEDDED_DATASETS + DISK_DATASETS:
+        raise UserError(f"unknown dataset {args.dataset!r}; valid datasets: {', '.join(EMBEDDED_DATASETS + DISK_DATASETS)}")
+    if args.data_root is not None and args.dataset in EMBEDDED_DATASETS:
+        raise UserError(f"--data-root is only for datasets read from disk ({', '.join(DISK_DATASETS)}); "
+                        f"{args.dataset} is embedded in the package: drop --data-root")
+    if args.data_root is None and args.dataset in DISK_DATASETS:
+        raise UserError(f"dataset {args.dataset} is read from disk: pass --data-root FOLDER "
+                        "(see privacysplit.data.disk for the expected files)")
+    thresholds = _csv(args.thresholds, float, "list of numbers")
+    if thresholds is not None and len(thresholds) != 3:
+        raise UserError(f"--thresholds needs three numbers A_m,P_m,S_m, got {args.thresholds!r}")
+    techniques = _csv(args.techniques)
+    if techniques is not None:
+        bad = [t for t in techniques if t not in TECHNIQUE_NAMES]
+        if bad or not techniques:
+            raise UserError(f"unknown technique(s) {', '.join(bad) or repr(args.techniques)}; "
+                            f"valid: {', '.join(TECHNIQUE_NAMES[1:])}")
+    partitions = _csv(args.partitions, int, "list of layer indices")
+    if partitions is not None:
+        layers = dict((m[0], m[1]) for m in MODELS)[args.base]
+        bad = [p for p in partitions if not 0 <= p < layers]
+        if bad or not partitions:
+            raise UserError(f"partition(s) {bad or args.partitions!r} out of range; {args.base} has layers 0..{layers - 1}")
+    if getattr(args, "plan", None) is not None:
+        from privacysplit.plan import Plan
+
+        try:
+            Plan.parse(args.plan)
+        except ValueError as err:
+            raise UserError(str(err)) from err
 
 
 def _evaluator(args: argparse.Namespace, **extra):
     from privacysplit.envs.evaluator import Evaluator
 
-    thresholds = _csv(args.thresholds, float)
-    if thresholds is not None and len(thresholds) != 3:
-        raise ValueError(f"--thresholds needs three numbers A_m,P_m,S_m, got {args.thresholds!r}")
     return Evaluator(
         args.base, args.dataset, data_root=args.data_root, fidelity=args.fidelity,
-        threat=args.threat, privacy=args.privacy, resource=args.resource, thresholds=thresholds,
-        techniques=_csv(args.techniques), partitions=_csv(args.partitions, int),
-        device=args.device, cache=args.cache, seed=args.seed, **extra,
+        threat=args.threat, privacy=args.privacy, resource=args.resource,
+        thresholds=_csv(args.thresholds, float), techniques=_csv(args.techniques),
+        partitions=_csv(args.partitions, int), device=args.device, cache=args.cache, seed=args.seed,
+        profile=args.profile, **extra,
     )
 
 
@@ -55,23 +161,30 @@ def _summary(info: dict) -> str:
     err = f"  error: {info['error']}" if info.get("error") else ""
     return (
         f"{info['plan']}  A={info.get('accuracy', float('nan')):.4f} "
+        f"(A_base={info.get('accuracy_base', float('nan')):.4f}) "
         f"P={info.get('privacy_loss', float('nan')):.4f} S={info.get('resource', float('nan')):.4f} "
         f"R={info['reward']:.4f}{err}"
     )
 
 
 def _models(args: argparse.Namespace) -> int:
-    from privacysplit.models import build, count_params, layer_macs, list_models
-
     print("| network | layers | params | MACs |\n|---|---:|---:|---:|")
-    for name in list_models():
-        net = build(name, in_channels=3, num_classes=10)
-        params, macs = count_params(net, nonzero=False), sum(layer_macs(net))
-        print(f"| {name} | {len(net)} | {params:,d} | {macs:,d} |")
+    for name, layers, params, macs in MODELS:
+        print(f"| {name} | {layers} | {params:,d} | {macs:,d} |")
+    print("\n(3x32x32 input, 10 classes; `privacysplit techniques --base NAME` shows what each technique does to one)")
     return 0
 
 
 def _techniques(args: argparse.Namespace) -> int:
+    if args.base is None:
+        print("| technique | what it is (Table 2) | applies to | default strength |\n|---|---|---|---|")
+        for name, title, where, strength in TECHNIQUES:
+            print(f"| {name} | {title} | {where} | {strength} |")
+        print("\nStrengths are privacysplit.compression.CompressionSettings fields. "
+              "`privacysplit techniques --base lenet` measures each technique's effect on a network.")
+        return 0
+    if args.base not in MODEL_NAMES:
+        raise UserError(f"unknown base network {args.base!r}; valid networks: {', '.join(MODEL_NAMES)}")
     from privacysplit.compression import COMPRESSORS, CompressionSettings, apply_plan
     from privacysplit.envs.space import SearchSpace
     from privacysplit.models import build, count_params, layer_macs
@@ -94,21 +207,46 @@ def _techniques(args: argparse.Namespace) -> int:
     return 0
 
 
+def _readable(info: dict, image_path) -> dict:
+    """The info without the packed reconstruction string; its image written to a PNG."""
+    from privacysplit.reporting import save_reconstruction
+
+    out = {k: v for k, v in info.items() if k not in ("traceback", "reconstruction")}
+    if info.get("reconstruction") and image_path is not None:
+        out["reconstruction_png"] = str(save_reconstruction(info["reconstruction"], image_path))
+    return out
+
+
 def _evaluate(args: argparse.Namespace) -> int:
+    check_args(args)
     ev = _evaluator(args)
     info = ev.evaluate(args.plan)
+    image = args.image
+    if image is None:
+        from privacysplit.training import cache_dir
+
+        image = cache_dir() / "reconstructions" / f"{ev.key(ev.space.validate(args.plan))[:16]}.png"
+    info = _readable(info, None if image == "off" else image)
     if args.json:
-        print(json.dumps({k: v for k, v in info.items() if k != "traceback"}, sort_keys=True))
+        print(json.dumps(info, sort_keys=True))
     else:
         print(_summary(info))
+        if "reconstruction_png" in info:
+            print(f"reconstructions (originals on top): {info['reconstruction_png']}")
     return 0 if not info.get("error") else 1
 
 
 def _export(args: argparse.Namespace) -> int:
-    from privacysplit.export import export_plan
+    from privacysplit.export import export_plan, run_settings
 
-    manifest = export_plan(_evaluator(args), args.plan, args.out, onnx=not args.no_onnx)
+    if args.run is not None:
+        run_settings(args)  # fills --plan and the evaluator settings from the search's run.json
+    if args.plan is None:
+        raise UserError("export needs --plan PLAN or --run SEARCH_FOLDER")
+    check_args(args)
+    manifest = export_plan(_evaluator(args), args.plan, args.out, onnx=not args.no_onnx, run_dir=args.run)
     print(f"wrote {', '.join(manifest['files'].values())} and manifest.json to {args.out}")
+    print(f"weights: {manifest['weights']}")
     if isinstance(manifest["onnx"], dict):
         for part, why in manifest["onnx"].items():
             print(f"onnx {part}: {why}")
@@ -116,15 +254,25 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from privacysplit.search_run import run_search
+    from privacysplit.search_run import prepare_run, print_summary, run_search
 
+    check_args(args)
+    if args.agent not in AGENT_NAMES:
+        raise UserError(f"unknown agent {args.agent!r}; valid agents: {', '.join(AGENT_NAMES)}")
+    if args.budget < 1:
+        raise UserError(f"--budget must be a positive integer, got {args.budget}")
+    if args.workers < 1:
+        raise UserError(f"--workers must be a positive integer, got {args.workers}")
+    prepare_run(args)  # folder checks before any training
     executor = args.executor or ("process" if args.workers > 1 else "inprocess")
     result = run_search(args, _evaluator(args, executor=executor, workers=args.workers))
-    print(_summary({**result.best_metrics, "plan": result.best_plan, "reward": result.best_reward}))
+    print_summary(args, result)
     return 0
 
 
 def _train_base(args: argparse.Namespace) -> int:
+    if args.base not in MODEL_NAMES:
+        raise UserError(f"unknown base network {args.base!r}; valid networks: {', '.join(MODEL_NAMES)}")
     from privacysplit.training import pretrained_base
 
     _, acc = pretrained_base(
@@ -138,14 +286,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="privacysplit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    p = sub.add_parser("search", help="search for the best plan", description="Run a searcher on PrivacySplit-v0 and write its history, best plan, TensorBoard logs and a report.")
+    p = sub.add_parser(
+        "search", help="search for the best plan",
+        description="Run a searcher on PrivacySplit-v0 and write its history, best plan (with its trained weights), "
+                    "TensorBoard logs, plots and a report into --out.")
     _env_args(p)
-    p.add_argument("--agent", default="bilstm", help="searcher (see privacysplit.agents.AGENTS); default bilstm")
-    p.add_argument("--budget", type=int, default=200, help="plan evaluations (cache hits count)")
-    p.add_argument("--max-seconds", type=float, default=None, help="stop after this much wall time")
-    p.add_argument("--workers", type=int, default=1, help="parallel evaluation workers")
-    p.add_argument("--executor", default=None, help="inprocess, process or ray (default: process when --workers > 1)")
-    p.add_argument("--out", default="runs/search", help="output folder")
+    p.add_argument("--agent", default="bilstm", metavar="AGENT",
+                   help=f"searcher: {', '.join(AGENT_NAMES)}; default bilstm")
+    p.add_argument("--budget", type=int, default=200,
+                   help="plan evaluations (cache hits count); default 200 (about 15 min for lenet at cpu fidelity on 2 cores)")
+    p.add_argument("--max-seconds", type=float, default=None, help="also stop after this much wall time")
+    p.add_argument("--workers", type=int, default=1, help="parallel evaluation workers; default 1")
+    p.add_argument("--executor", default=None, choices=("inprocess", "process", "ray"),
+                   help="default: process when --workers > 1")
+    p.add_argument("--out", default="runs/search", help="output folder; default runs/search")
     p.add_argument("--resume", action="store_true", help="continue an interrupted search in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_search)
@@ -154,11 +308,19 @@ def build_parser() -> argparse.ArgumentParser:
     _env_args(p)
     p.add_argument("--plan", required=True, help="e.g. '13 | 0:C3 8:C3 10:C3'")
     p.add_argument("--json", action="store_true", help="print one JSON object (terminal info + reward)")
+    p.add_argument("--image", default=None,
+                   help="where to write the attacker's reconstructions (PNG); 'off' writes none; "
+                        "default: a file under the cache folder, printed")
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("export", help="retrain a plan and write deployable device and cloud parts")
+    p = sub.add_parser(
+        "export", help="write deployable device and cloud parts of a plan",
+        description="Write a plan's device and cloud parts (TorchScript, ONNX) and a manifest. With --run, the "
+                    "search's settings and best plan are used, and its kept weights when the plan is the one it kept "
+                    "(no retraining); otherwise the plan is retrained exactly as the search evaluated it.")
     _env_args(p)
-    p.add_argument("--plan", required=True, help="e.g. '7 | 3:W2 6:F1'")
+    p.add_argument("--run", default=None, help="a search's --out folder: use its settings, best plan and kept weights")
+    p.add_argument("--plan", default=None, help="e.g. '7 | 3:W2 6:F1' (default with --run: the search's best plan)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-onnx", action="store_true", help="write TorchScript only")
     p.set_defaults(func=_export)
@@ -166,15 +328,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the base networks with parameter and MAC counts")
     p.set_defaults(func=_models)
 
-    p = sub.add_parser("techniques", help="list the compression techniques and their effect on a network")
-    p.add_argument("--base", default="alexnet")
-    p.add_argument("--partition", type=int, default=None, help="last device layer (default: all but the last)")
+    p = sub.add_parser("techniques", help="what each compression technique (F1 ... W2) is, or its effect on a network")
+    p.add_argument("--base", default=None, help="measure each technique on this network (loads torch)")
+    p.add_argument("--partition", type=int, default=None, help="with --base: last device layer (default: all but the last)")
     p.set_defaults(func=_techniques)
 
     p = sub.add_parser("train-base", help="train (or load from the cache) a base network")
-    p.add_argument("--base", default="lenet")
+    p.add_argument("--base", default="lenet", help=f"base network: {', '.join(MODEL_NAMES)}")
     p.add_argument("--dataset", default="mnist")
-    p.add_argument("--fidelity", default="cpu")
+    p.add_argument("--fidelity", default="cpu", choices=FIDELITY_NAMES)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_train_base)
@@ -183,16 +345,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from privacysplit.envs.cache import CacheError
-
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, CacheError) as err:
-        print(f"privacysplit: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("privacysplit: interrupted; finished evaluations are in the cache (use --resume)", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - only user mistakes become one line; the rest re-raises
+        if isinstance(err, (ValueError, FileNotFoundError)) or type(err).__name__ == "CacheError":
+            print(f"privacysplit: error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

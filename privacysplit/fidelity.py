@@ -19,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import sys
 from dataclasses import asdict, dataclass, replace
 
 
@@ -119,4 +121,25 @@ def get_fidelity(fidelity: str | Fidelity | dict) -> Fidelity:
             f"unknown fidelity {fidelity!r}; valid presets: {', '.join(FIDELITIES)} "
             "(or pass a privacysplit.Fidelity)"
         )
+    if fidelity == "smoke":
+        warn_smoke()
     return FIDELITIES[fidelity]
+
+
+#: set once the smoke warning was shown; worker processes inherit it and stay quiet
+_SMOKE_WARNED = "PRIVACYSPLIT_SMOKE_WARNED"
+
+
+def warn_smoke() -> None:
+    """One line on stderr the first time ``smoke`` is used outside the tests.
+
+    Why: ``smoke`` trains on 128 images for one epoch, so its accuracies sit near chance and
+    its rewards rank plans poorly; a number from it looks like a result but is not one.
+    Silent under pytest (``PYTEST_CURRENT_TEST``) and after the first warning of a process
+    tree.
+    """
+    if os.environ.get("PYTEST_CURRENT_TEST") or os.environ.get(_SMOKE_WARNED):
+        return
+    os.environ[_SMOKE_WARNED] = "1"
+    print("privacysplit: warning: 'smoke' fidelity is for tests: its accuracies are near chance and its rewards "
+          "rank plans poorly; use 'cpu' (default) or 'paper' for results", file=sys.stderr)

@@ -1,7 +1,8 @@
 """Summaries and plots of search results: best-so-far curves, Pareto fronts, tables.
 
-Used by the benchmarks and the command line; sits on top of the package (imports nothing
-from it), so its functions take plain rows (dicts) and write plain files.
+Used by the benchmarks and the command line; sits on top of the package (imports from it
+only inside :func:`save_reconstruction`), so its functions take plain rows (dicts) and write
+plain files.
 """
 
 from __future__ import annotations
@@ -130,3 +131,22 @@ def _finite(v) -> bool:
         return v is not None and math.isfinite(float(v))
     except (TypeError, ValueError):
         return False
+
+
+def save_reconstruction(samples: str, path: str | Path) -> Path:
+    """Write an evaluation's packed ``reconstruction`` samples as one PNG: the originals on
+    the top row, what the attacker rebuilt from the released features below.
+
+    Why a file: the packed string (base64 of zlib of the pixels) is how samples travel
+    through the cache and worker processes, but nobody can read it in JSON or a terminal.
+    """
+    from PIL import Image
+
+    from privacysplit.attacks.samples import sample_grid
+
+    grid = sample_grid(samples)  # C x H x W uint8
+    image = grid[0] if grid.shape[0] == 1 else grid.transpose(1, 2, 0)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).resize((image.shape[1] * 2, image.shape[0] * 2), Image.Resampling.NEAREST).save(path)
+    return path

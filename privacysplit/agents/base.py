@@ -179,6 +179,14 @@ class SearchRun:
         from tqdm.auto import tqdm
 
         self._bar = tqdm(total=self.budget, desc=agent or "search", unit="eval", disable=not progress, leave=False)
+        # the bar moves as each measurement of a batch finishes, not once per batch
+        self._evaluator = getattr(self.env, "evaluator", None)
+        if self._evaluator is not None and hasattr(self._evaluator, "on_measured"):
+            self._evaluator.on_measured = self._tick
+
+    def _tick(self, plan: str) -> None:
+        if self._bar.n < self.budget:
+            self._bar.update(1)
 
     # -- state ---------------------------------------------------------------------
     @property
@@ -261,7 +269,7 @@ class SearchRun:
 
                 self._writer.add_image("reconstruction/best", sample_grid(info["reconstruction"]), row["step"])
                 self._writer.add_text("reconstruction/best_plan", row["plan"], row["step"])
-        self._bar.update(1)
+        self._bar.update(max(0, len(self.history) - self._bar.n))  # catch up: cache hits, restored rows
         self._bar.set_postfix(best=f"{self.best_reward:.4f}", refresh=False)
         return row
 
@@ -303,6 +311,8 @@ class SearchRun:
         """Finish: the :class:`SearchResult`; writes ``history.csv`` and ``result.json``."""
         self.done  # noqa: B018  (sets stop_reason when the budget or time is used up)
         self._bar.close()
+        if self._evaluator is not None and getattr(self._evaluator, "on_measured", None) == self._tick:
+            self._evaluator.on_measured = None
         best = self.best or {}
         result = SearchResult(
             best_plan=str(best.get("plan", "")),
