@@ -6,10 +6,15 @@ A *searcher* is any object with
 
     search(env, budget, *, max_seconds=None, log_dir=None, progress=True) -> SearchResult
 
-``budget`` counts plan evaluations: every plan handed to the evaluator counts once, whether
-it is measured or answered from the evaluation cache (a repeated plan is cheap but still
-spends budget, so a searcher that keeps proposing the same plan learns nothing new and pays
-for it).  ``max_seconds`` also stops the search, between batches.
+``budget`` counts *measurements*: the distinct plans this search has evaluated.  One rule
+for every searcher (the memory pool of the paper's section 7.2, made common): the first
+time a search proposes a plan it spends one unit of budget, whether the plan is measured
+now or found in the evaluation cache; proposing a plan this search already measured costs
+nothing (its reward comes from the cache in microseconds).  So bilstm, PPO, A2C, TPE and
+random search are compared on the same compute.  A searcher that stops finding new plans is
+stopped as ``converged`` after :data:`MAX_REPEATS` proposals in a row that were all
+repeats.  Results record both counts: ``evaluations`` (measurements) and ``proposals``.
+``max_seconds`` also stops the search, between batches.
 
 The stock searchers derive from :class:`BaseSearcher` and do all their evaluating through a
 :class:`SearchRun`, which cuts batches to the remaining budget, calls
@@ -33,6 +38,9 @@ UNLOGGED = ("reconstruction",)
 
 #: version of the checkpoint layout written by :meth:`SearchRun.save_checkpoint`
 CHECKPOINT_FORMAT = 1
+
+#: a search stops (``converged``) after this many proposals in a row that were all repeats
+MAX_REPEATS = 200
 
 #: metrics written to TensorBoard for every evaluation (tag ``search/<name>``)
 LOGGED_METRICS = ("reward", "accuracy", "privacy_loss", "resource")
@@ -133,7 +141,8 @@ class SearchRun:
 
     Args:
         env: the bare environment (anything with ``space`` and ``evaluate_many``).
-        budget: number of plan evaluations allowed (cache hits count).
+        budget: number of distinct plans this search may measure (a plan found in the
+            cache counts the first time; a repeat within the search is free).
         max_seconds: wall-time limit, checked between batches (``None``: no limit).
         log_dir: folder for TensorBoard scalars and the ``history.csv`` / ``result.json``
             written at the end (``None``: no files).
@@ -166,6 +175,9 @@ class SearchRun:
         self.log_dir = None if log_dir is None else Path(log_dir)
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.history: list[dict] = []
+        self.seen: set[str] = set()  # plans this search has measured (they cost budget once)
+        self.pool_answers = 0  # repeats a searcher answered from its own memory (no history row)
+        self._repeats = 0  # proposals in a row that were all repeats
         self.best: dict | None = None
         self.batches = 0
         self.stop_reason: str | None = None
@@ -191,11 +203,22 @@ class SearchRun:
     # -- state ---------------------------------------------------------------------
     @property
     def evaluations(self) -> int:
-        return len(self.history)
+        """Budget spent: distinct plans this search has measured."""
+        return len(self.seen)
+
+    @property
+    def proposals(self) -> int:
+        """Plans proposed, repeats included (history rows plus repeats answered by a pool)."""
+        return len(self.history) + self.pool_answers
 
     @property
     def remaining(self) -> int:
-        return max(0, self.budget - len(self.history))
+        return max(0, self.budget - len(self.seen))
+
+    def note_repeats(self, n: int) -> None:
+        """Count ``n`` repeats a searcher answered from its own memory pool (free)."""
+        self.pool_answers += int(n)
+        self._repeats += int(n)
 
     @property
     def elapsed(self) -> float:
@@ -208,6 +231,8 @@ class SearchRun:
             return True
         if self.remaining <= 0:
             self.stop_reason = "budget"
+        elif self._repeats >= MAX_REPEATS:
+            self.stop_reason = "converged"
         elif self.max_seconds is not None and self.elapsed >= self.max_seconds:
             self.stop_reason = "time"
         return self.stop_reason is not None
@@ -225,9 +250,18 @@ class SearchRun:
     def evaluate(self, plans: list) -> list[dict]:
         """Evaluate ``plans`` as one batch, cut to the remaining budget; their infos in order.
 
-        Returns fewer infos than plans when the budget runs out (possibly none).
+        Plans this search already measured are free; the batch is cut before the first new
+        plan the budget cannot pay for, so fewer infos than plans may come back (possibly
+        none).
         """
-        plans = list(plans)[: self.remaining]
+        kept, new = [], set()
+        for plan in map(str, plans):
+            if plan not in self.seen and plan not in new:
+                if len(new) >= self.remaining:
+                    break
+                new.add(plan)
+            kept.append(plan)
+        plans = kept
         if not plans:
             return []
         infos = self.env.evaluate_many(plans)
@@ -238,8 +272,14 @@ class SearchRun:
 
     def record(self, info: dict) -> dict:
         """Add one evaluated plan (an evaluator info dict with ``plan`` and ``reward``)."""
+        plan = str(info["plan"])
+        new = plan not in self.seen
+        self.seen.add(plan)
+        self._repeats = 0 if new else self._repeats + 1
         row = {
             "step": len(self.history) + 1,
+            "measurement": len(self.seen),
+            "new": new,
             "batch": self.batches,
             "plan": str(info["plan"]),
             "reward": float(info["reward"]),
@@ -269,7 +309,7 @@ class SearchRun:
 
                 self._writer.add_image("reconstruction/best", sample_grid(info["reconstruction"]), row["step"])
                 self._writer.add_text("reconstruction/best_plan", row["plan"], row["step"])
-        self._bar.update(max(0, len(self.history) - self._bar.n))  # catch up: cache hits, restored rows
+        self._bar.update(max(0, len(self.seen) - self._bar.n))  # catch up: cache hits, restored rows
         self._bar.set_postfix(best=f"{self.best_reward:.4f}", refresh=False)
         return row
 
@@ -277,16 +317,18 @@ class SearchRun:
     def state_dict(self) -> dict:
         """History, best plan, batch count and elapsed time (``weights_only``-loadable)."""
         return {"history": [dict(r) for r in self.history], "best": None if self.best is None else dict(self.best),
-                "batches": self.batches, "elapsed": self.elapsed}
+                "batches": self.batches, "elapsed": self.elapsed, "pool_answers": self.pool_answers}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from :meth:`state_dict`: the restored evaluations count against the
         budget and the clock goes on from the recorded elapsed time."""
         self.history = [dict(r) for r in state["history"]]
+        self.seen = {str(r["plan"]) for r in self.history}
+        self.pool_answers = int(state.get("pool_answers", 0))
         self.best = None if state["best"] is None else dict(state["best"])
         self.batches = int(state["batches"])
         self._t0 = time.perf_counter() - float(state["elapsed"])
-        self._bar.update(len(self.history))
+        self._bar.update(len(self.seen))
 
     def save_checkpoint(self, agent_state: dict) -> None:
         """Write ``{"agent": agent_state, "run": self.state_dict()}`` to :attr:`checkpoint`.
@@ -321,6 +363,7 @@ class SearchRun:
             history=self.history,
             agent=self.agent,
             budget=self.budget,
+            proposals=self.proposals,
             seconds=self.elapsed,
             stop_reason=self.stop_reason or "stopped",
             config=self.config,

@@ -351,6 +351,7 @@ class BiLSTMSearcher(BaseSearcher):
                     run.stop("converged")
                 kept = [ro for ro in rollouts if str(ro.plan) in pool]
                 rewards = [pool[str(ro.plan)] for ro in kept]
+                run.note_repeats(len(kept) - len(infos))  # answered by the pool: free proposals
             else:
                 infos = run.evaluate(plans[: run.remaining - reserve])
                 kept, rewards = rollouts[: len(infos)], [float(i["reward"]) for i in infos]

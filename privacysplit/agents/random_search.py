@@ -1,4 +1,9 @@
-"""Random search: plans drawn uniformly from the valid ones, each proposed at most once."""
+"""Random search, the paper's baseline: a partition uniformly, then a technique uniformly for
+each compressible device layer; each plan proposed at most once.
+
+``draw="plan"`` draws uniformly over all valid plans instead (then most draws land on the
+deepest partitions, which have the most technique combinations).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from privacysplit.agents.base import BaseSearcher, SearchRun, check_positive
+from privacysplit.envs.space import SAMPLING
 
 
 @dataclass
 class RandomConfig:
     seed: int = 0
     """seed of the plan sampler"""
+    draw: str = "partition"
+    """``partition`` (the paper: partition uniformly, then techniques uniformly) or ``plan``
+    (uniform over all valid plans)"""
     batch_size: int = 8
     """plans proposed (and handed to ``evaluate_many``) at a time"""
     allow_repeats: bool = False
@@ -21,10 +30,12 @@ class RandomConfig:
 
     def __post_init__(self) -> None:
         check_positive("batch_size", self.batch_size)
+        if self.draw not in SAMPLING:
+            raise ValueError(f"unknown draw {self.draw!r}; valid: {', '.join(SAMPLING)}")
 
 
 class RandomSearcher(BaseSearcher):
-    """Uniform random search over the valid plans (``space.sample``), without repeats."""
+    """Random search over the valid plans (``space.sample(rng, by=draw)``), without repeats."""
 
     name = "random"
     Config = RandomConfig
@@ -37,15 +48,18 @@ class RandomSearcher(BaseSearcher):
         total = space.count()
         while not run.done:
             n = min(cfg.batch_size, run.remaining)
-            batch = [str(space.sample(rng)) for _ in range(n)] if cfg.allow_repeats else self._fresh(space, rng, seen, n, total)
+            if cfg.allow_repeats:
+                batch = [str(space.sample(rng, cfg.draw)) for _ in range(n)]
+            else:
+                batch = self._fresh(space, rng, seen, n, total, cfg.draw)
             if not batch:
                 run.stop("exhausted")
                 break
             run.evaluate(batch)
 
     @staticmethod
-    def _fresh(space, rng: np.random.Generator, seen: set[str], n: int, total: int) -> list[str]:
-        """Up to ``n`` unseen plans, uniform over the unseen ones."""
+    def _fresh(space, rng: np.random.Generator, seen: set[str], n: int, total: int, draw: str) -> list[str]:
+        """Up to ``n`` unseen plans (rejection sampling; uniform over the rest near the end)."""
         batch: list[str] = []
         tries = 0
         while len(batch) < n and len(seen) < total:
@@ -57,7 +71,7 @@ class RandomSearcher(BaseSearcher):
                     batch.append(left[i])
                 break
             tries += 1
-            plan = str(space.sample(rng))
+            plan = str(space.sample(rng, draw))
             if plan not in seen:
                 seen.add(plan)
                 batch.append(plan)

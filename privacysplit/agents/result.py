@@ -17,6 +17,8 @@ from pathlib import Path
 #: history columns, in CSV order
 HISTORY_COLUMNS: tuple[str, ...] = (
     "step",
+    "measurement",
+    "new",
     "batch",
     "plan",
     "reward",
@@ -56,12 +58,15 @@ class SearchResult:
             was evaluated.
         best_reward: its reward (``-inf`` when nothing was evaluated).
         best_metrics: its full evaluation record (accuracy, privacy loss, S1/S2/S3, ...).
-        history: one row per evaluation, in order, with the keys of :data:`HISTORY_COLUMNS`.
-            ``step`` counts evaluations from 1 (cache hits included), ``batch`` the
-            ``evaluate_many`` call the plan was part of, ``wall_time`` is seconds since the
-            search started.
+        history: one row per proposal handed to the evaluator, in order, with the keys of
+            :data:`HISTORY_COLUMNS`.  ``step`` counts those rows from 1, ``measurement`` the
+            budget spent so far (distinct plans of this search), ``new`` is false for a plan
+            this search had already measured (free), ``batch`` the ``evaluate_many`` call
+            the plan was part of, ``wall_time`` is seconds since the search started.
         agent: name of the searcher.
-        budget: the evaluation budget the search ran under.
+        budget: the budget the search ran under, in measurements (distinct plans).
+        proposals: plans proposed, repeats included (also those a searcher answered from
+            its own memory pool, which have no history row).
         seconds: wall time of the whole search.
         stop_reason: ``budget``, ``time`` (``max_seconds`` ran out), ``exhausted`` (no plan
             left to propose) or ``converged``/``stopped`` (the agent gave up).
@@ -74,14 +79,15 @@ class SearchResult:
     history: list[dict]
     agent: str = ""
     budget: int | None = None
+    proposals: int | None = None
     seconds: float = 0.0
     stop_reason: str = ""
     config: dict = field(default_factory=dict)
 
     @property
     def evaluations(self) -> int:
-        """Number of evaluations made (cache hits included)."""
-        return len(self.history)
+        """Budget spent: distinct plans measured by this search (cache hits included)."""
+        return self.unique_plans
 
     @property
     def cache_hits(self) -> int:
@@ -92,15 +98,20 @@ class SearchResult:
         return len({row["plan"] for row in self.history})
 
     def best_so_far(self) -> list[float]:
-        """Best reward after each evaluation (the usual search-progress curve)."""
-        curve, best = [], -math.inf
+        """Best reward after each measurement (the usual search-progress curve).
+
+        Indexed by budget spent: a repeated plan adds no point (and cannot raise the best).
+        """
+        curve, best, seen = [], -math.inf, set()
         for row in self.history:
             best = max(best, float(row["reward"]))
-            curve.append(best)
+            if row["plan"] not in seen:
+                seen.add(row["plan"])
+                curve.append(best)
         return curve
 
     def best_at(self, evaluations: int) -> float:
-        """Best reward within the first ``evaluations`` evaluations (``-inf`` if none)."""
+        """Best reward within the first ``evaluations`` measurements (``-inf`` if none)."""
         curve = self.best_so_far()[: max(0, int(evaluations))]
         return curve[-1] if curve else -math.inf
 
@@ -136,6 +147,7 @@ class SearchResult:
     def __str__(self) -> str:
         return (
             f"{self.agent or 'search'}: best {self.best_plan!r} reward {self.best_reward:.4f} "
-            f"after {self.evaluations} evaluations ({self.cache_hits} cache hits, "
+            f"after {self.evaluations} evaluations ({self.proposals or len(self.history)} proposals, "
+            f"{self.cache_hits} cache hits, "
             f"{self.seconds:.1f} s, stopped: {self.stop_reason})"
         )

@@ -43,7 +43,10 @@ def test_budget_is_respected_and_same_seed_same_history(name, make_table_env, sm
         env = make_table_env(table=small_table.__class__(small_table.space, small_table.rows))
         result = make_agent(name, seed=3, **STOCK[name]).search(env, 7, progress=False)
         assert result.evaluations == 7 and result.stop_reason == "budget"
-        assert [r["step"] for r in result.history] == list(range(1, 8))
+        # one budget rule: only plans new to this search cost; repeats are free rows
+        assert [r["measurement"] for r in result.history if r["new"]] == list(range(1, 8))
+        assert [r["step"] for r in result.history] == list(range(1, len(result.history) + 1))
+        assert result.proposals >= len(result.history) >= 7
         assert result.best_reward == max(r["reward"] for r in result.history)
         env.unwrapped.space.validate(result.best_plan)
         runs.append([(r["plan"], r["reward"]) for r in result.history])
@@ -77,7 +80,7 @@ def test_result_files_round_trip(make_table_env, tmp_path):
     back = SearchResult.from_json(result.to_json(tmp_path / "r.json"))
     assert back.best_plan == result.best_plan and back.history == result.history
     lines = result.to_csv(tmp_path / "h.csv").read_text().splitlines()
-    assert lines[0].startswith("step,batch,plan,reward,accuracy,privacy_loss,resource,cache_hit,wall_time,eval_seconds")
+    assert lines[0].startswith("step,measurement,new,batch,plan,reward,accuracy,privacy_loss,resource,cache_hit,wall_time,eval_seconds")
     assert len(lines) == 13
     assert set(result.best_metrics) >= {"plan", "reward", "accuracy", "privacy_loss", "resource"}
 

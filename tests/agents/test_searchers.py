@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 
 import numpy as np
 import pytest
 
 from privacysplit.agents import make_agent
+from privacysplit.agents.base import MAX_REPEATS
 from privacysplit.agents.evolution import mutate
 from privacysplit.agents.exhaustive import restricted_plans
 from privacysplit.plan import Plan
@@ -24,7 +26,26 @@ def test_random_never_repeats_and_stops_when_the_space_is_used_up(make_table_env
 def test_random_repeats_only_when_asked(make_table_env, small_table):
     env = make_table_env(table=small_table)
     result = make_agent("random", seed=0, allow_repeats=True).search(env, 100, progress=False)
-    assert result.evaluations == 100 and result.unique_plans < 39 + 1 and result.cache_hits > 0
+    # repeats are free under the budget rule: the 39-plan space is measured once, then the
+    # search stops after MAX_REPEATS free repeats in a row
+    assert result.evaluations == result.unique_plans == 39 and result.cache_hits > 0
+    assert result.stop_reason == "converged" and result.proposals >= 39 + MAX_REPEATS
+
+
+def test_random_search_draws_partitions_like_the_paper(make_table_env):
+    env = make_table_env()  # the full lenet space: 3870 plans over 11 partitions
+    space = env.unwrapped.space
+    rng = np.random.default_rng(0)
+    paper = Counter(space.sample(rng, "partition").partition for _ in range(4000))
+    uniform = Counter(space.sample(rng, "plan").partition for _ in range(4000))
+    last = space.partitions[-1]
+    assert uniform[last] / 4000 > 0.5  # most plans sit on the deepest partition
+    assert set(paper) == set(space.partitions)
+    expected = 4000 / len(space.partitions)
+    assert all(abs(n - expected) < 0.25 * expected for n in paper.values())
+    result = make_agent("random", seed=0).search(env, 110, progress=False)
+    drawn = Counter(int(r["plan"].split("|")[0]) for r in result.history)
+    assert drawn[last] < 30 and len(drawn) == len(space.partitions)
 
 
 def test_exhaustive_finds_the_optimum_of_the_full_lenet_table(make_table_env):
