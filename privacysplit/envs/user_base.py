@@ -324,4 +324,46 @@ def pretrained(
     return net, acc
 
 
-__all__ = ["BaseSource", "load_factory", "load_weights", "pretrained", "probe_techniques", "resolve_base"]
+
+
+def layers_report(base, input_shape, *, weights=None, num_classes: int = 10) -> str:
+    """The layer table of ``base`` as markdown: index, layer, output shape, parameters and
+    the techniques that apply (what ``privacysplit layers`` prints).
+
+    ``base`` is a pool name, an ``nn.Module`` or ``"file.py:factory"``; ``input_shape``
+    e.g. ``(1, 28, 28)``.  Plans for that network use these indices.
+    """
+    from privacysplit.compression import applicable
+    from privacysplit.models.convert import layer_table
+
+    shape = tuple(int(s) for s in input_shape)
+    if isinstance(base, str) and ":" not in base:
+        if base not in list_models():
+            raise ValueError(f"unknown network {base!r}; valid networks: {', '.join(list_models())}, or 'file.py:factory'")
+        net = build(base, num_classes=num_classes, input_shape=shape)
+        if weights is not None:
+            load_weights(net, weights)
+    else:
+        module = load_factory(base) if isinstance(base, str) else base
+        if weights is not None:
+            load_weights(module, weights)
+        label = base.rpartition(":")[2] if isinstance(base, str) else type(module).__name__
+        net = probe_techniques(from_module(module, shape, name=safe_name(label.lower())))
+    lines = [
+        f"{net.name}: {len(net)} layers, input {'x'.join(map(str, shape))}; a plan reads "
+        "'PARTITION | LAYER:TECHNIQUE ...', e.g. "
+        f"'{len(net) // 2} | none'",
+        "",
+        "| index | layer | module | output | params | techniques |",
+        "|---:|---|---|---|---:|---|",
+    ]
+    for row, spec in zip(layer_table(net), net.layers, strict=True):
+        techniques = ", ".join(applicable(spec)[1:]) or "-"
+        output = "x".join(map(str, row["output"]))
+        lines.append(f"| {row['index']} | {row['layer']} | {row['module']} | {output} | {row['params']:,d} | {techniques} |")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "BaseSource", "layers_report", "load_factory", "load_weights", "pretrained", "probe_techniques", "resolve_base",
+]

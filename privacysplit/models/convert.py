@@ -103,7 +103,7 @@ class _Converter:
     def flatten(self, module: nn.Module, x: torch.Tensor, where: str, top: bool) -> tuple[list[_Layer], torch.Tensor]:
         if isinstance(module, nn.Sequential):
             layers: list[_Layer] = []
-            for name, child in module.named_children():
+            for name, child in module._modules.items():  # named_children() skips repeats
                 sub, x = self.flatten(child, x, f"{where}.{name}" if where else name, top=False)
                 layers += sub
             return layers, x
