@@ -56,14 +56,14 @@ def test_static_tables_match_the_live_registries():
     from privacysplit.fidelity import FIDELITIES
     from privacysplit.models import list_models
 
-    assert cli.MODEL_NAMES == tuple(list_models())
-    assert cli.TECHNIQUE_NAMES == tuple(COMPRESSORS)
+    assert tuple(list_models()) == cli.MODEL_NAMES
+    assert tuple(COMPRESSORS) == cli.TECHNIQUE_NAMES
     for name, title, _, _ in cli.TECHNIQUES:
         assert COMPRESSORS[name].title == title
     assert set(cli.AGENT_NAMES) == set(AGENTS) - {"sb3"}
     assert set(cli.EMBEDDED_DATASETS + cli.DISK_DATASETS) == set(DATASETS)
-    assert cli.THREATS == THREATS and cli.PRIVACY == tuple(PRIVACY) and cli.RESOURCES == tuple(RESOURCES)
-    assert cli.FIDELITY_NAMES == tuple(FIDELITIES)
+    assert cli.THREATS == THREATS and tuple(PRIVACY) == cli.PRIVACY and tuple(RESOURCES) == cli.RESOURCES
+    assert tuple(FIDELITIES) == cli.FIDELITY_NAMES
     settings = CompressionSettings()  # the strengths the table quotes
     assert (settings.rank_fraction, settings.f2_sparsity, settings.w1_sparsity, settings.w2_ratio) == (0.25, 0.5, 0.5, 0.3)
     assert (settings.c2_expansion, settings.c3_squeeze_ratio) == (2.0, 0.125)
