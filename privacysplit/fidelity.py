@@ -41,9 +41,16 @@ class Fidelity:
         lr: learning rate of encoder+cloud retraining (Adam).
         base_lr: learning rate of base training (Adam).
         decoder_lr: learning rate of the attacker (Adam).
-        adv_lambda: lambda, weight of the attacker's loss in proactive training.
+        adv_lambda: lambda, weight of the in-game attackers' bounded leakage (in
+            ``[0, 1]``) in proactive training.
         distill_steps: optimisation steps that initialise replaced layers (C1-C3) by
             matching the original layer's outputs (0 disables distillation).
+        prior_epochs: epochs of the attack prior, a decoder trained once per partition on
+            the base network's features over the whole training split, from which the
+            measuring attacker starts (0: every attacker starts from scratch).
+        prior_finetune: epochs the measuring attacker fine-tunes the prior on the plan's
+            features (the best held-out epoch counts).
+        game_attackers: in-game attackers restarted each proactive round.
     """
 
     name: str = "custom"
@@ -59,15 +66,19 @@ class Fidelity:
     decoder_lr: float = 3e-3
     adv_lambda: float = 1.0
     distill_steps: int = 20
+    prior_epochs: int = 16
+    prior_finetune: int = 1
+    game_attackers: int = 1
 
     def __post_init__(self) -> None:
         """Refuse a value that would change meaning silently (``True`` as 1 epoch, a NaN
         learning rate that makes every evaluation fail) or escape a file name."""
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"Fidelity.name must be a non-empty string, got {self.name!r}")
-        for field_name in ("batch_size", "base_epochs", "n_ec", "n_d", "n_p", "distill_steps"):
+        for field_name in ("batch_size", "base_epochs", "n_ec", "n_d", "n_p", "distill_steps", "prior_epochs",
+                           "prior_finetune", "game_attackers"):
             value = getattr(self, field_name)
-            minimum = 1 if field_name in ("batch_size", "n_p") else 0
+            minimum = 1 if field_name in ("batch_size", "n_p", "game_attackers") else 0
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 kind = "a positive integer" if minimum else "a non-negative integer"
                 raise ValueError(f"Fidelity.{field_name} must be {kind}, got {value!r}")
@@ -100,12 +111,12 @@ class Fidelity:
 FIDELITIES: dict[str, Fidelity] = {
     "smoke": Fidelity(
         name="smoke", n_train=128, n_val=64, batch_size=64, base_epochs=2,
-        n_ec=1, n_d=1, n_p=1, distill_steps=2,
+        n_ec=1, n_d=1, n_p=1, distill_steps=2, prior_epochs=0,
     ),
     "cpu": Fidelity(name="cpu"),
     "paper": Fidelity(
         name="paper", n_train=None, n_val=None, batch_size=128, base_epochs=30,
-        n_ec=10, n_d=10, n_p=5, distill_steps=100,
+        n_ec=10, n_d=10, n_p=5, distill_steps=100, prior_epochs=30, prior_finetune=3,
     ),
 }
 

@@ -313,6 +313,20 @@ def generic_decoder(feats: torch.Tensor, targets: torch.Tensor, **options) -> De
     return Decoder(FeatureStandardizer(feats), body, targets, "generic", stem=stem)
 
 
+def warm_decoder(state: dict[str, torch.Tensor], feats: torch.Tensor, targets: torch.Tensor) -> Decoder | None:
+    """A generic decoder for ``feats`` starting from a prior's weights, or ``None`` when the
+    prior does not fit (a compression changed the released feature shape)."""
+    decoder = generic_decoder(feats, targets)
+    own = decoder.state_dict()
+    for k, v in state.items():
+        if k not in own or own[k].shape != v.shape:
+            return None
+    decoder.load_state_dict(state, strict=False)
+    decoder.standardizer = FeatureStandardizer(feats)
+    decoder.name = "prior"
+    return decoder.to(feats.device)
+
+
 def build_decoder(name: str, encoder: Network, feats: torch.Tensor, targets: torch.Tensor, **options) -> Decoder:
     """Build a decoder by name (one of :data:`DECODERS`)."""
     if name == "mirror":

@@ -18,6 +18,7 @@ fast SSIM; the reported SSIM of the winner is scikit-image's.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,14 +27,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from privacysplit.attacks.decoders import DECODERS, Decoder, build_decoder
+from privacysplit.attacks.decoders import DECODERS, Decoder, build_decoder, warm_decoder
 from privacysplit.attacks.fitting import Fitter
 from privacysplit.attacks.metrics import (
     mean_baseline_mse,
     mse,
     normalized_privacy_mse,
     ssim_loss,
-    ssim_skimage,
+    ssim_measure,
     ssim_torch,
 )
 from privacysplit.models import Network
@@ -122,6 +123,8 @@ class InversionResult:
         decoder: the winning decoder (features -> reconstructions in ``[0, 1]``).
         seconds: wall time of the attack (decoder training and measurement).
         diverged: a decoder's loss went non-finite.
+        timings: seconds spent choosing (warm-up epoch, scoring the prior), training, and
+            measuring (``select_seconds``, ``fit_seconds``, ``measure_seconds``).
     """
 
     privacy_loss: float
@@ -136,11 +139,46 @@ class InversionResult:
     decoder: Decoder | None = None
     seconds: float = 0.0
     diverged: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def inv_mse(self) -> float:
         """The paper's P0 = 1/MSE (unbounded; reported, not rewarded)."""
         return 1.0 / max(self.mse, 1e-12)
+
+
+def _score(metric: str, recon: torch.Tensor, x_val: torch.Tensor) -> float:
+    """Held-out score of a reconstruction (higher is better): SSIM, or -MSE."""
+    return float(ssim_torch(recon, x_val)) if metric == "ssim" else -mse(recon, x_val)
+
+
+def _finish(decoder: Decoder, fitter: Fitter, feats_val: torch.Tensor, x_val: torch.Tensor, metric: str,
+            track_best: bool) -> tuple[float, torch.Tensor | None, dict | None, bool]:
+    """Train the remaining epochs; the best held-out score, its reconstruction and weights.
+
+    With ``track_best`` the decoder is scored on held-out inputs after every epoch and the
+    best epoch is kept -- the paper records "the best performance achieved by the decoder";
+    otherwise only the last epoch is scored.  Returns NaN and ``None`` on divergence.
+    """
+    best: tuple[float, torch.Tensor | None, dict | None] = (float("-inf"), None, None)
+    while fitter.done < fitter.epochs:
+        loss = fitter.run(1 if track_best else None)
+        if loss != loss:
+            return float("nan"), None, None, True
+        if track_best or fitter.done >= fitter.epochs:
+            recon = reconstruct(decoder, feats_val)
+            score = _score(metric, recon, x_val)
+            if score > best[0]:
+                state = copy.deepcopy(decoder.state_dict()) if track_best else None
+                best = (score, recon, state)
+            decoder.train()
+    if best[1] is None:  # nothing left to train (e.g. 0 epochs): score as it stands
+        recon = reconstruct(decoder, feats_val)
+        best = (_score(metric, recon, x_val), recon, None)
+    if best[2] is not None:
+        decoder.load_state_dict(best[2])
+    decoder.eval()
+    return best[0], best[1], best[2], False
 
 
 def invert(
@@ -158,8 +196,11 @@ def invert(
     decoders: Sequence[str] = DECODERS,
     generic_options: dict | None = None,
     selection: str = "warmup",
+    prior: dict[str, torch.Tensor] | None = None,
+    prior_epochs: int | None = None,
+    prior_lr: float | None = None,
 ) -> InversionResult:
-    """Train each decoder in ``decoders`` against fixed features and measure the best.
+    """Train candidate decoders against fixed features and measure the best.
 
     Args:
         encoder: the frozen encoder (read for the mirror's structure only).
@@ -168,65 +209,107 @@ def invert(
         metric: ``"ssim"`` (P1) or ``"mse"`` (P0): the training loss and the selection score.
         epochs, batch_size, lr: decoder training (N_d, batch size, decoder learning rate).
         seed: seeds decoder initialisation and batch order.
-        decoders: candidate decoder names.
+        decoders: candidate decoder names trained from scratch.
         generic_options: keyword arguments of the generic decoder (width, depth, ...).
-        selection: ``"warmup"``: train every candidate one epoch and finish only the one
-            with the lowest training loss (the cost of one decoder plus one epoch per
-            extra candidate); ``"full"``: finish all and keep the best on held-out inputs
-            (the reference attacker).
+        selection: ``"warmup"`` (what evaluations use): with a ``prior`` that fits, the
+            prior as it is (candidate ``prior``) and fine-tuned for ``prior_epochs``
+            epochs keeping the best held-out epoch (candidate ``prior_tuned``); no scratch
+            decoder is trained.  Without a prior: train every scratch candidate one epoch
+            and finish only the one with the lowest training loss.  ``"full"`` (the
+            reference attacker): every scratch candidate *and* the prior candidates finish
+            all their epochs, the best held-out epoch of each is kept, and the best of all
+            wins.
+        prior: a prior decoder's weights (:func:`privacysplit.attacks.prior.prior_state`),
+            trained on the base network's features at the same partition; ignored when the
+            feature shape does not fit it.
+        prior_epochs: fine-tuning epochs of the prior (default ``epochs``).
+        prior_lr: fine-tuning learning rate (default ``lr / 3``: measured on LeNet/mnist,
+            the full rate partly undoes what the prior knows in the first steps).
     """
     if metric not in INVERSION_METRICS:
         raise ValueError(f"unknown inversion metric {metric!r}; valid: {', '.join(INVERSION_METRICS)}")
     is_image = x_train.dim() == 4
     if metric == "ssim" and not is_image:
         raise ValueError("SSIM needs image inputs; for tabular data use privacy='mse' (P0)")
-    if not decoders:
-        raise ValueError(f"no decoder to attack with; valid decoders: {', '.join(DECODERS)}")
     if selection not in SELECTIONS:
         raise ValueError(f"unknown selection {selection!r}; valid: {', '.join(SELECTIONS)}")
+    for name in decoders:
+        if name not in DECODERS:
+            raise ValueError(f"unknown decoder {name!r}; valid decoders: {', '.join(DECODERS)}")
     t0 = time.perf_counter()
+    timings = {"select_seconds": 0.0, "fit_seconds": 0.0, "measure_seconds": 0.0}
+    warm = None
+    if prior is not None:
+        torch.manual_seed(seed + 7)
+        warm = warm_decoder(prior, feats_train, x_train)
+    scratch = list(decoders) if (warm is None or selection == "full") else []
+    if not scratch and warm is None:
+        raise ValueError(f"no decoder to attack with; valid decoders: {', '.join(DECODERS)}")
+    finished: dict[str, tuple[float, torch.Tensor, Decoder]] = {}
+    scores: dict[str, float] = {}
+    warmup: dict[str, float] = {}
+    diverged = False
+    track = selection == "full" or warm is not None
+
+    if warm is not None:  # the prior: as it is, then fine-tuned (best held-out epoch)
+        t = time.perf_counter()
+        recon = reconstruct(warm, feats_val)
+        scores["prior"] = _score(metric, recon, x_val)
+        finished["prior"] = (scores["prior"], recon, copy.deepcopy(warm))
+        timings["select_seconds"] += time.perf_counter() - t
+        t = time.perf_counter()
+        n_ft = epochs if prior_epochs is None else prior_epochs
+        gen = torch.Generator().manual_seed(seed + 15485867)
+        fitter = decoder_fitter(warm, feats_train, x_train, metric=metric, epochs=n_ft, batch_size=batch_size,
+                                lr=lr / 3 if prior_lr is None else prior_lr, generator=gen)
+        if n_ft > 0:
+            score, recon, _, bad = _finish(warm, fitter, feats_val, x_val, metric, track_best=True)
+            diverged |= bad
+            scores["prior_tuned"] = score
+            if not bad:
+                finished["prior_tuned"] = (score, recon, warm)
+        timings["fit_seconds"] += time.perf_counter() - t
+
     candidates: dict[str, tuple[Decoder, Fitter]] = {}
-    for k, name in enumerate(decoders):
+    for k, name in enumerate(scratch):
         torch.manual_seed(seed + 7919 * (k + 1))
         options = (generic_options or {}) if name == "generic" else {}
         decoder = build_decoder(name, encoder, feats_train, x_train, **options).to(feats_train.device)
         gen = torch.Generator().manual_seed(seed + 104729 * (k + 1))
         candidates[name] = (decoder, decoder_fitter(decoder, feats_train, x_train, metric=metric, epochs=epochs,
                                                     batch_size=batch_size, lr=lr, generator=gen))
-    diverged = False
-    warmup: dict[str, float] = {}
     if selection == "warmup" and len(candidates) > 1 and epochs > 1:
         # successive halving in one step: one epoch each, finish only the lowest training loss
+        t = time.perf_counter()
         for name, (_, fitter) in candidates.items():
             warmup[name] = fitter.run(1)
         finite = {n: v for n, v in warmup.items() if v == v}
-        diverged = len(finite) < len(warmup)
+        diverged |= len(finite) < len(warmup)
         keep = min(finite, key=finite.get) if finite else None
         candidates = {n: c for n, c in candidates.items() if n == keep}
-    best: tuple[float, str, Decoder, torch.Tensor] | None = None
-    scores: dict[str, float] = {}
+        timings["select_seconds"] += time.perf_counter() - t
+    t = time.perf_counter()
     for name, (decoder, fitter) in candidates.items():
-        loss = fitter.run()
-        decoder.eval()
-        if loss != loss:  # NaN: this decoder diverged
-            diverged = True
-            scores[name] = float("nan")
-            continue
-        recon = reconstruct(decoder, feats_val)
-        score = float(ssim_torch(recon, x_val)) if metric == "ssim" else -mse(recon, x_val)
+        score, recon, _, bad = _finish(decoder, fitter, feats_val, x_val, metric, track_best=track)
         scores[name] = score
-        if best is None or score > best[0]:
-            best = (score, name, decoder, recon)
+        diverged |= bad
+        if not bad:
+            finished[name] = (score, recon, decoder)
+    timings["fit_seconds"] += time.perf_counter() - t
+
+    t = time.perf_counter()
     mse_mean = mean_baseline_mse(x_train, x_val)
     mean_image = x_train.float().mean(0, keepdim=True).expand_as(x_val)
-    ssim_mean = float(ssim_torch(mean_image.contiguous(), x_val)) if is_image else float("nan")
-    if best is None:
+    ssim_mean = float(ssim_measure(mean_image.contiguous(), x_val).mean()) if is_image else float("nan")
+    if not finished:
         return InversionResult(1.0, 1.0 if is_image else float("nan"), 0.0, 0.0, mse_mean, ssim_mean,
-                               "none", scores, warmup, None, time.perf_counter() - t0, True)
-    _, name, decoder, recon = best
+                               "none", scores, warmup, None, time.perf_counter() - t0, True, timings)
+    name = max(finished, key=lambda n: finished[n][0])
+    _, recon, decoder = finished[name]
     err = mse(recon, x_val)
-    ssim_value = float(ssim_skimage(recon, x_val).mean()) if is_image else float("nan")
+    ssim_value = float(ssim_measure(recon, x_val).mean()) if is_image else float("nan")
     privacy = max(ssim_value, 0.0) if metric == "ssim" else normalized_privacy_mse(err, mse_mean)
+    timings["measure_seconds"] += time.perf_counter() - t
     return InversionResult(
         privacy_loss=privacy,
         ssim=ssim_value,
@@ -240,4 +323,5 @@ def invert(
         decoder=decoder,
         seconds=time.perf_counter() - t0,
         diverged=diverged,
+        timings=timings,
     )

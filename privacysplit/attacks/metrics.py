@@ -6,13 +6,16 @@ Two SSIM implementations, on purpose:
   :func:`ssim_torch`: exactly pytorch-msssim's SSIM (Gaussian window 11, sigma 1.5,
   ``data_range=1``; :func:`ssim_msssim` calls the library and a test pins agreement to
   1e-5), computed ~9x faster on a CPU.
-* :func:`ssim_skimage` *measures* SSIM on held-out images with scikit-image's reference
-  ``structural_similarity`` using Wang et al.'s settings (Gaussian weights, sigma 1.5,
-  population covariance, explicit data range), so the number we report is the one other
-  papers report, not whatever our training loss happens to compute.
+* :func:`ssim_skimage` is scikit-image's reference ``structural_similarity`` with Wang et
+  al.'s settings (Gaussian weights, sigma 1.5, population covariance, explicit data
+  range): the number other papers report.
+* :func:`ssim_measure` *measures* SSIM on held-out images: :func:`ssim_torch` in float64
+  over the whole batch at once.  It is the same statistic as scikit-image's to ~1e-15
+  (a test pins agreement with :func:`ssim_skimage` to 1e-9), measured ~8x faster: the
+  per-image scikit-image loop cost ~0.2-0.5 s of every evaluation on 500 images.
 
-Both use the same 11-tap Gaussian and average only the "valid" window positions, so they
-agree to float precision; a test pins that.  Images smaller than 11x11 are refused.
+All use the same 11-tap Gaussian and average only the "valid" window positions, so they
+agree to float precision; tests pin that.  Images smaller than 11x11 are refused.
 """
 
 from __future__ import annotations
@@ -137,6 +140,29 @@ def ssim_skimage(recon: torch.Tensor, target: torch.Tensor) -> np.ndarray:
             channel_axis=-1 if multichannel else None,
         )
     return out
+
+
+@torch.no_grad()
+def ssim_measure(recon: torch.Tensor, target: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
+    """Per-image SSIM for reporting: :func:`ssim_torch` in float64, ``recon`` clipped to
+    ``[0, 1]`` like :func:`ssim_skimage` (the same numbers to ~1e-15, a test pins it).
+
+    Args:
+        recon, target: image batches ``N x C x H x W`` with values in ``[0, 1]``.
+
+    Returns:
+        an array of ``N`` SSIM values.
+    """
+    if recon.shape != target.shape or recon.dim() != 4:
+        raise ValueError(
+            f"SSIM needs two image batches of one shape N x C x H x W, got "
+            f"{tuple(recon.shape)} and {tuple(target.shape)}"
+        )
+    r = recon.detach().cpu().double().clamp(0, 1)
+    t = target.detach().cpu().double()
+    parts = [ssim_torch(r[i : i + batch_size], t[i : i + batch_size], reduce=False)
+             for i in range(0, len(r), batch_size)]
+    return torch.cat(parts).numpy() if parts else np.empty(0)
 
 
 def mse(recon: torch.Tensor, target: torch.Tensor) -> float:

@@ -3,11 +3,18 @@
 * Reactive: encoder+cloud train N_ec epochs for accuracy; the encoder is frozen; a fresh
   attacker trains N_d epochs on its released features; accuracy and privacy are measured
   on the validation split.
-* Proactive: N_p rounds of (an in-game attacker trains N_d epochs against the current
-  encoder; encoder+cloud train N_ec epochs on ``CE - lambda * attacker loss``), so the
-  encoder learns to shield its input.  Then a *fresh* attacker, trained from scratch against
-  the final frozen encoder, measures privacy: the in-game attacker is part of the defence,
-  and measuring with it would report how well the encoder fooled its own sparring partner.
+* Proactive: N_p rounds of (in-game attackers restarted and trained N_d epochs against
+  the current encoder; encoder+cloud train N_ec epochs on ``CE + lambda * leakage`` while
+  the in-game attackers keep taking one step per batch on the detached features), so the
+  encoder learns to shield its input.  ``leakage`` is bounded in ``[0, 1]``
+  (:func:`inversion_leakage`, :func:`property_leakage`): 0 once the in-game attacker does
+  no better than a constant answer, so the encoder is never rewarded for an attacker that
+  is confidently *wrong* -- anti-correlated reconstructions or a confidently wrong
+  attribute still leak, and the unbounded ``CE - lambda * attacker loss`` this replaces
+  paid for exactly that (measured: no shielding at all at LeNet partition 3).  Then a
+  *fresh* attacker against the final frozen encoder measures privacy: the in-game
+  attackers are part of the defence, and measuring with them would report how well the
+  encoder fooled its own sparring partners.
 
 Label convention: inversion (``mse``/``ssim``) trains the task on ``fine`` labels; property
 inference trains the task on ``coarse`` labels and attacks the ``fine`` one, as the paper's
@@ -18,12 +25,13 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from privacysplit.attacks.decoders import generic_decoder
+from privacysplit.attacks.decoders import generic_decoder, warm_decoder
 from privacysplit.attacks.fitting import add_noise, fit, release
 from privacysplit.attacks.inversion import (
     INVERSION_METRICS,
@@ -32,6 +40,8 @@ from privacysplit.attacks.inversion import (
     reconstruction_loss,
     train_decoder,
 )
+from privacysplit.attacks.metrics import mean_baseline_mse, ssim_torch
+from privacysplit.attacks.prior import prior_state
 from privacysplit.attacks.property import (
     PropertyClassifier,
     infer_property,
@@ -83,6 +93,57 @@ class _Split(nn.Module):
         return self.cloud(add_noise(self.encoder(x), self.noise, generator=self.generator))
 
 
+def inversion_leakage(recon: torch.Tensor, target: torch.Tensor, metric: str, floor: float) -> torch.Tensor:
+    """What the proactive encoder minimises against an inversion decoder: bounded in [0, 1].
+
+    For SSIM ``relu(SSIM - floor) / (1 - floor)``, where ``floor`` is the SSIM of the
+    constant answer (the mean training image): 0 once the in-game decoder does no better
+    than a constant image, 1 for a perfect reconstruction.  For MSE the same form on
+    ``1 - MSE / MSE_mean``.  Pushing below the floor is not rewarded: an anti-correlated
+    reconstruction still carries the input (a fresh attacker just flips it).
+    """
+    if metric == "ssim":
+        score = ssim_torch(recon, target, reduce=False)
+    else:
+        score = 1.0 - (recon - target).pow(2).flatten(1).mean(1) / max(floor, 1e-12)
+        floor = 0.0
+    return (F.relu(score - floor) / max(1.0 - floor, 1e-6)).mean()
+
+
+def property_leakage(logits: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """What the proactive encoder minimises against the property attacker: bounded in [0, 1].
+
+    ``1 - H(p) / log K``, the attacker's certainty: 0 when its prediction is uniform over
+    the K attribute values (it learned nothing), 1 when it is certain.  A confidently wrong
+    attacker scores as badly as a confidently right one: with K values a consistent wrong
+    answer is a relabelling a fresh attacker learns back.
+    """
+    if num_classes < 2:
+        return logits.sum() * 0.0
+    logp = F.log_softmax(logits, 1)
+    entropy = -(logp.exp() * logp).sum(1)
+    return (1.0 - entropy / math.log(num_classes)).clamp(0.0, 1.0).mean()
+
+
+class BatchStandardizer(nn.Module):
+    """Standardise features per channel with the *batch's own* statistics.
+
+    The in-game attackers use it instead of statistics fixed at the start of a round: with
+    fixed statistics the encoder could fool them by rescaling its features (which a fresh
+    attacker simply standardises away) instead of removing information.
+    """
+
+    def __init__(self, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(x) < 2:
+            return x
+        dims = [0, *range(2, x.dim())]
+        return (x - x.mean(dims, keepdim=True)) / x.std(dims, keepdim=True, unbiased=False).clamp_min(self.eps)
+
+
 def train_split(
     encoder: Network,
     cloud: Network,
@@ -93,24 +154,44 @@ def train_split(
     fidelity: Fidelity,
     generator: torch.Generator,
     feature_noise: float = 0.0,
-    adversary: nn.Module | None = None,
-    adversary_loss=None,
+    adversaries: list[tuple[nn.Module, torch.optim.Optimizer]] | None = None,
+    leakage=None,
+    attacker_loss=None,
+    adv_lambda: float | None = None,
 ) -> float:
-    """Encoder+cloud epochs (N_ec) on cross-entropy, minus ``lambda`` x the adversary's loss.
+    """Encoder+cloud epochs (N_ec) on cross-entropy, plus ``lambda`` x the in-game leakage.
 
-    ``adversary_loss(features, idx)`` is the in-game attacker's loss on a batch; the
-    adversary is frozen (eval mode, no parameter updates) while the gradient flows through
-    it into the encoder.  Returns the last epoch's mean loss, NaN if training diverged.
+    With ``adversaries`` (modules with their optimisers), every batch first takes one
+    optimiser step of each on ``attacker_loss(adversary, detached features, idx)`` and then
+    trains encoder+cloud on ``CE + lambda * mean(leakage(adversary, features, idx))`` with
+    the adversaries' weights held fixed (the gradient flows through them into the
+    encoder).  Keeping the attackers learning while the encoder moves is what stops the
+    encoder from merely escaping one frozen decoder.  Returns the last epoch's mean loss,
+    NaN if training diverged.
     """
     encoder.train()
     cloud.train()
-    lam = fidelity.adv_lambda
+    lam = fidelity.adv_lambda if adv_lambda is None else adv_lambda
+    adversaries = adversaries or []
 
     def step(idx: torch.Tensor) -> torch.Tensor:
-        feats = encoder(data.normalize(x[idx]))
-        loss = F.cross_entropy(cloud(add_noise(feats, feature_noise)), y[idx])
-        if adversary is not None and adversary_loss is not None:
-            loss = loss - lam * adversary_loss(add_noise(feats, feature_noise), idx)
+        feats = add_noise(encoder(data.normalize(x[idx])), feature_noise)
+        loss = F.cross_entropy(cloud(feats), y[idx])
+        if adversaries and lam > 0:
+            detached = feats.detach()
+            for adversary, opt in adversaries:
+                adversary.train()
+                opt.zero_grad(set_to_none=True)
+                attacker_loss(adversary, detached, idx).backward()
+                opt.step()
+            total = 0.0
+            for adversary, _ in adversaries:
+                for prm in adversary.parameters():
+                    prm.requires_grad_(False)
+                total = total + leakage(adversary, feats, idx)
+                for prm in adversary.parameters():
+                    prm.requires_grad_(True)
+            loss = loss + lam * total / len(adversaries)
         return loss
 
     params = [*encoder.parameters(), *cloud.parameters()]
@@ -145,42 +226,53 @@ def evaluate_split(
     privacy: str = "ssim",
     device: str | torch.device = "cpu",
     seed: int = 0,
+    data_seed: int | None = None,
     feature_noise: float = 0.0,
     return_attacker: bool = False,
-    data_seed: int | None = None,
     attack: bool = True,
+    prior_encoder: Network | None = None,
+    prior_cache: str | Path | None | bool = None,
+    adv_lambda: float | None = None,
 ) -> dict:
     """Run Algorithm 1 on ``encoder``+``cloud`` (trained in place) and measure A and P.
 
     Args:
         encoder, cloud: the split (possibly compressed) network, starting from pretrained
             weights; both are retrained in place, so pass copies to keep the originals.
-        data: the dataset; training uses ``data.train.take(fidelity.n_train, seed)``,
-            measurement ``data.val.take(fidelity.n_val, seed)``.
+        data: the dataset; training uses ``data.train.take(fidelity.n_train, data_seed)``,
+            measurement ``data.val.take(fidelity.n_val, data_seed)``.
         fidelity: epochs, sizes and learning rates (a preset name or a :class:`Fidelity`).
         threat: ``"reactive"`` or ``"proactive"``.
         privacy: ``"mse"`` (P0), ``"ssim"`` (P1) or ``"property"`` (P2).
         device: where to train (``"cpu"``, ``"cuda"``, ``"auto"``).
-        seed: seeds data subsets, initialisation, batch order and noise.
+        seed: seeds initialisation, batch order and noise (and the data subsets when
+            ``data_seed`` is ``None``).
+        data_seed: seeds the training and validation subsets; every plan of one setting
+            passes the same value, so all of them train and are measured on the same images.
         feature_noise: Gaussian noise on the released features, in units of the clean
             features' standard deviation (Table 7's differential-privacy baseline); applied
             in retraining, in accuracy measurement and in what the attacker sees.
         return_attacker: also return the measuring attacker under ``attacker_model``
             (features -> reconstructions in ``[0, 1]``, or attribute logits for P2).
-        data_seed: picks the training subset and the validation images (default ``seed``).
-            The evaluator passes one value for every plan of a setting, so all plans (and
-            A_base) train on the same images and are measured on the same images, while
-            ``seed`` (per plan) still seeds initialisation, batch order and noise.
-        attack: ``False`` stops after retraining and the accuracy measurement (how A_base
-            is measured); the result then holds ``accuracy`` and ``train_seconds`` only.
+        attack: ``False`` skips the privacy measurement (only accuracy is returned).
+        prior_encoder: the *base* network's encoder at the same partition (uncompressed,
+            not retrained).  Inversion attackers then start from a decoder trained once on
+            its features (:mod:`privacysplit.attacks.prior`, ``fidelity.prior_epochs``
+            epochs on the whole training split, cached), which the measuring attacker
+            fine-tunes; ``None`` trains every attacker from scratch.
+        prior_cache: where priors are cached (a folder or an evaluation-cache file;
+            ``None``: the default cache folder; ``False``: memory only).
+        adv_lambda: lambda of the proactive game (default ``fidelity.adv_lambda``).
 
     Returns:
-        ``accuracy``, ``privacy_loss`` (in ``[0, 1]``, the reward's P), ``attacker``,
-        ``train_seconds``, ``attack_seconds``; for inversion ``ssim``, ``mse``, ``mse_norm``,
-        ``mse_mean``, ``ssim_mean`` (the mean image's SSIM), ``inv_mse``, ``score_<decoder>``
-        (held-out score of each finished decoder) and ``warmup_loss_<decoder>`` (training
-        loss after the warm-up epoch that picked the decoder to finish); ``ssim`` is NaN
-        for tabular data;
+        ``accuracy``, ``privacy_loss`` (in ``[0, 1]``, the reward's P), ``attacker`` (the
+        candidate that scored it), ``train_seconds``, ``attack_seconds`` and the phases
+        ``data_seconds``, ``prior_seconds``, ``select_seconds``, ``fit_seconds``,
+        ``measure_seconds``; for inversion ``ssim``, ``mse``, ``mse_norm``, ``mse_mean``,
+        ``ssim_mean`` (the mean image's SSIM), ``inv_mse``, ``score_<candidate>``
+        (held-out score of every candidate: ``prior``, ``prior_tuned``, ``mirror``,
+        ``generic``) and ``warmup_loss_<decoder>`` (training loss after the warm-up epoch
+        that picked the scratch decoder to finish); ``ssim`` is NaN for tabular data;
         for property inference ``property_accuracy`` and ``property_chance``; ``error``
         only when training diverged (then accuracy is 0 and every value finite).
 
@@ -191,6 +283,10 @@ def evaluate_split(
     fid = get_fidelity(fidelity)
     if feature_noise < 0 or not math.isfinite(feature_noise):
         raise ValueError(f"feature_noise must be a non-negative number, got {feature_noise!r}")
+    lam = fid.adv_lambda if adv_lambda is None else adv_lambda
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
+        raise ValueError(f"adv_lambda must be a finite number >= 0, got {lam!r}")
+    t_start = time.perf_counter()
     dev = resolve_device(device)
     task, private = task_labels(privacy)
     subset_seed = seed if data_seed is None else data_seed
@@ -202,7 +298,17 @@ def evaluate_split(
     cloud.to(dev)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
+    phases = {"data_seconds": 0.0, "prior_seconds": 0.0, "select_seconds": 0.0, "fit_seconds": 0.0,
+              "measure_seconds": 0.0}
+    prior = None
+    if prior_encoder is not None and privacy != "property" and fid.prior_epochs > 0:
+        t = time.perf_counter()
+        prior = prior_state(prior_encoder, data, metric=privacy, epochs=fid.prior_epochs,
+                            batch_size=fid.batch_size, lr=fid.decoder_lr, seed=subset_seed,
+                            cache=prior_cache, device=dev)
+        phases["prior_seconds"] = time.perf_counter() - t
     t0 = time.perf_counter()
+    phases["data_seconds"] = t0 - t_start - phases["prior_seconds"]
     t_attack = 0.0
 
     # -- Algorithm 1: retraining ---------------------------------------------------------
@@ -211,21 +317,22 @@ def evaluate_split(
                            feature_noise=feature_noise)
     else:
         loss = _proactive(encoder, cloud, x, y, train, data, fid, gen, privacy, private,
-                          feature_noise, seed, dev)
+                          feature_noise, seed, dev, lam, prior)
     t_train = time.perf_counter() - t0
     if loss != loss:
         return _failure("encoder+cloud training diverged (non-finite loss)", privacy, t_train, t_attack)
 
     noise_gen = torch.Generator().manual_seed(seed + 1)
     acc_model = _Split(encoder, cloud, feature_noise, noise_gen).eval()
-    with torch.no_grad():
+    with torch.inference_mode():
         correct = sum(int((acc_model(data.normalize(xv[i:i + 512])).argmax(1) == yv[i:i + 512]).sum())
                       for i in range(0, len(xv), 512))
     accuracy = correct / max(len(xv), 1)
     encoder.train()
     cloud.train()
+    result: dict = {"accuracy": accuracy, "train_seconds": t_train}
     if not attack:
-        return {"accuracy": accuracy, "train_seconds": t_train}
+        return result
 
     # -- measurement: a fresh attacker against the frozen encoder -------------------------
     t1 = time.perf_counter()
@@ -235,7 +342,6 @@ def evaluate_split(
     feats_val = _released(encoder, data, xv, feature_noise, std, noise_gen)
     if not (torch.isfinite(feats).all() and torch.isfinite(feats_val).all()):
         return _failure("the encoder's features are not finite", privacy, t_train, time.perf_counter() - t1)
-    result: dict = {"accuracy": accuracy, "train_seconds": t_train}
     if privacy == "property":
         p = infer_property(feats, data.labels(train, private).to(dev), feats_val,
                            data.labels(val, private).to(dev), data.num_classes(private),
@@ -243,20 +349,23 @@ def evaluate_split(
         t_attack = time.perf_counter() - t1
         if p.diverged:
             return _failure("the property attacker diverged", privacy, t_train, t_attack)
+        phases["fit_seconds"] = t_attack
         result.update(privacy_loss=p.accuracy, property_accuracy=p.accuracy, property_chance=p.chance,
-                      attacker="property_classifier", attack_seconds=t_attack)
+                      attacker="property_classifier", attack_seconds=t_attack, **phases)
         if return_attacker:
             result["attacker_model"] = p.classifier
         return result
     inv = invert(encoder, feats, x, feats_val, xv, metric=privacy, epochs=fid.n_d,
-                 batch_size=fid.batch_size, lr=fid.decoder_lr, seed=seed)
+                 batch_size=fid.batch_size, lr=fid.decoder_lr, seed=seed, prior=prior,
+                 prior_epochs=fid.prior_finetune)
     t_attack = time.perf_counter() - t1
     if inv.decoder is None:
         return _failure("every inversion decoder diverged", privacy, t_train, t_attack)
+    phases.update(inv.timings)
     result.update(
         privacy_loss=inv.privacy_loss, ssim=inv.ssim, mse=inv.mse, mse_norm=inv.mse_norm,
         mse_mean=inv.mse_mean, ssim_mean=inv.ssim_mean, inv_mse=inv.inv_mse, attacker=inv.attacker,
-        attack_seconds=t_attack,
+        attack_seconds=t_attack, **phases,
         **{f"score_{name}": value for name, value in inv.scores.items()},
         **{f"warmup_loss_{name}": value for name, value in inv.warmup.items()},
     )
@@ -267,64 +376,92 @@ def evaluate_split(
     return result
 
 
+def _game_attackers(
+    privacy: str, feats: torch.Tensor, x: torch.Tensor, data: Dataset, private: str | None,
+    prior: dict | None, count: int, seed: int, dev: torch.device,
+) -> list[nn.Module]:
+    """``count`` in-game attackers for one round, each restarted (fresh or from the prior),
+    with batch-statistics standardisers (see :class:`BatchStandardizer`)."""
+    out: list[nn.Module] = []
+    for k in range(count):
+        torch.manual_seed(seed + 7877 * (k + 1))
+        attacker: nn.Module | None = None
+        if privacy == "property":
+            attacker = PropertyClassifier(feats, data.num_classes(private))
+        else:
+            if prior is not None and k == 0:
+                attacker = warm_decoder(prior, feats, x)
+            if attacker is None:
+                attacker = generic_decoder(feats, x)
+        attacker.standardizer = BatchStandardizer()
+        out.append(attacker.to(dev))
+    return out
+
+
 def _proactive(
     encoder: Network, cloud: Network, x: torch.Tensor, y: torch.Tensor, train, data: Dataset,
     fid: Fidelity, gen: torch.Generator, privacy: str, private: str | None, feature_noise: float,
-    seed: int, dev: torch.device,
+    seed: int, dev: torch.device, lam: float, prior: dict | None,
 ) -> float:
-    """N_p rounds of (in-game attacker N_d epochs; encoder+cloud N_ec epochs against it).
+    """N_p rounds of (in-game attackers restarted, N_d epochs each; encoder+cloud N_ec epochs
+    on ``CE + lambda * bounded leakage`` while the attackers keep learning).
 
-    The in-game attacker is rebuilt each round on the current features (its standardiser
-    must see the current scale) and keeps training from its previous weights where the
-    shapes allow, so the game does not restart from a blank attacker every round.
+    Restarting every round (from scratch, or the first one from the attack prior) means the
+    encoder must defeat an attacker that starts afresh against its current features -- the
+    situation of the measuring attacker -- instead of drifting away from one attacker it
+    has already fooled.
     """
     attr = data.labels(train, private).to(dev) if private else None
+    n_classes = data.num_classes(private) if private else 0
+    if privacy == "property":
+
+        def attacker_loss(a: nn.Module, f: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            return property_loss(a, f, attr[idx])
+
+        def leakage(a: nn.Module, f: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            return property_leakage(a(f), n_classes)
+    else:
+        floor = mean_baseline_mse(x, x) if privacy == "mse" else float(
+            ssim_torch(x.float().mean(0, keepdim=True).expand_as(x).contiguous(), x))
+
+        def attacker_loss(a: nn.Module, f: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            return reconstruction_loss(privacy, a(f), x[idx])
+
+        def leakage(a: nn.Module, f: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            return inversion_leakage(a(f), x[idx], privacy, floor)
+
     loss = 0.0
-    previous: nn.Module | None = None
     for r in range(fid.n_p):
         feats = release(encoder, x, data.normalize)
         if feature_noise > 0:
             feats = add_noise(feats, feature_noise)
         if not torch.isfinite(feats).all():
             return float("nan")
-        torch.manual_seed(seed + 1000 + r)
-        if privacy == "property":
-            attacker: nn.Module = PropertyClassifier(feats, data.num_classes(private)).to(dev)
-        else:
-            attacker = generic_decoder(feats, x).to(dev)
-        if previous is not None:
-            # carry the weights over, with the standardiser refitted to the current features
-            state = {k: v for k, v in previous.state_dict().items() if not k.startswith("standardizer.")}
-            attacker.load_state_dict(state, strict=False)
-        if privacy == "property":
-            a_loss = train_property(attacker, feats, attr, epochs=fid.n_d, batch_size=fid.batch_size,
-                                    lr=fid.decoder_lr, generator=gen)
-        else:
-            a_loss = train_decoder(attacker, feats, x, metric=privacy, epochs=fid.n_d,
-                                   batch_size=fid.batch_size, lr=fid.decoder_lr, generator=gen)
-        if a_loss != a_loss:
-            return float("nan")
-        attacker.eval()
-        for p in attacker.parameters():
-            p.requires_grad_(False)
-        if privacy == "property":
-            ceiling = math.log(data.num_classes(private))
-
-            def adv(feats_b: torch.Tensor, idx: torch.Tensor, a=attacker, c=ceiling) -> torch.Tensor:
-                # push the attacker's loss up to chance level, not beyond: a confidently
-                # wrong attacker would itself reveal the attribute
-                return property_loss(a, feats_b, attr[idx]).clamp(max=c)
-        else:
-
-            def adv(feats_b: torch.Tensor, idx: torch.Tensor, a=attacker) -> torch.Tensor:
-                return reconstruction_loss(privacy, a(feats_b), x[idx])
-
+        attackers = _game_attackers(privacy, feats, x, data, private, prior, fid.game_attackers,
+                                    seed + 1000 * (r + 1), dev)
+        for a in attackers:
+            if privacy == "property":
+                a_loss = train_property(a, feats, attr, epochs=fid.n_d, batch_size=fid.batch_size,
+                                        lr=fid.decoder_lr, generator=gen)
+            else:
+                # as much training as the measuring attacker gets: N_d epochs from scratch,
+                # prior_finetune epochs from the prior
+                warm = getattr(a, "name", "") == "prior"
+                a_loss = train_decoder(a, feats, x, metric=privacy, epochs=fid.prior_finetune if warm else fid.n_d,
+                                       batch_size=fid.batch_size, lr=fid.decoder_lr / 3 if warm else fid.decoder_lr,
+                                       generator=gen)
+            if a_loss != a_loss:
+                return float("nan")
+        adversaries = [(a, torch.optim.Adam(a.parameters(), lr=fid.decoder_lr / 3)) for a in attackers]
         loss = train_split(encoder, cloud, x, y, data=data, fidelity=fid, generator=gen,
-                           feature_noise=feature_noise, adversary=attacker, adversary_loss=adv)
+                           feature_noise=feature_noise, adversaries=adversaries, leakage=leakage,
+                           attacker_loss=attacker_loss, adv_lambda=lam)
         if loss != loss:
             return loss
-        previous = attacker
     return loss
 
 
-__all__ = ["INVERSION_METRICS", "PRIVACY_METRICS", "THREATS", "check_options", "evaluate_split", "task_labels"]
+__all__ = [
+    "INVERSION_METRICS", "PRIVACY_METRICS", "THREATS", "BatchStandardizer", "check_options", "evaluate_split",
+    "inversion_leakage", "property_leakage", "task_labels", "train_split",
+]

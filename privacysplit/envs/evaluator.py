@@ -280,6 +280,9 @@ class Evaluator:
             encoder, cloud, self.data, fidelity=fid, threat=self.threat, privacy=self.privacy,
             device=self.device, seed=key_seed, data_seed=self.seed, feature_noise=self.feature_noise,
             return_attacker=return_attacker,
+            # the attacker starts from a decoder trained once on the base network's features
+            # at this partition (cached beside the base weights): see attacks/prior.py
+            prior_encoder=base.sub(0, plan.partition + 1), prior_cache=self.weights_cache,
         )
         if return_attacker:
             metrics["attacker_model"] = result.get("attacker_model")

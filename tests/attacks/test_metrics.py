@@ -11,6 +11,7 @@ from privacysplit.attacks.metrics import (
     mean_baseline_mse,
     normalized_privacy_mse,
     ssim_loss,
+    ssim_measure,
     ssim_msssim,
     ssim_skimage,
     ssim_torch,
@@ -37,6 +38,20 @@ def test_fast_ssim_matches_pytorch_msssim_and_skimage(channels):
     assert torch.allclose(ours, reference, atol=1e-5)
     assert torch.allclose(ours, measured, atol=1e-4)
     assert float(ours[0]) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_measured_ssim_is_skimage_to_float64_precision(channels):
+    # what every evaluation reports: the batched torch SSIM must be scikit-image's number
+    recon, target = _pairs(channels)
+    recon = recon * 1.2 - 0.1  # out of range: both clip the reconstruction to [0, 1]
+    measured = ssim_measure(recon, target)
+    reference = ssim_skimage(recon, target)
+    assert measured.shape == (6,)
+    np.testing.assert_allclose(measured, reference, rtol=0, atol=1e-9)
+    x = load_dataset("mnist").val.x[:64]
+    recon = (x + 0.2 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    np.testing.assert_allclose(ssim_measure(recon, x, batch_size=16), ssim_skimage(recon, x), rtol=0, atol=1e-9)
 
 
 def test_ssim_agreement_on_real_digits():
