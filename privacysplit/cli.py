@@ -73,7 +73,9 @@ class UserError(ValueError):
 
 def _env_args(p: argparse.ArgumentParser) -> None:
     """Options shared by every verb that builds an evaluator."""
-    p.add_argument("--base", default="lenet", help=f"base network: {', '.join(MODEL_NAMES)}; default lenet")
+    p.add_argument("--base", default="lenet",
+                   help=f"base network: {', '.join(MODEL_NAMES)}, or your own as file.py:factory; default lenet")
+    p.add_argument("--weights", default=None, help="state_dict file to start from instead of training the base network")
     p.add_argument("--dataset", default="mnist",
                    help=f"dataset: {', '.join(EMBEDDED_DATASETS)} (embedded, offline) or "
                         f"{', '.join(DISK_DATASETS)} (read from --data-root); default mnist")
@@ -111,9 +113,9 @@ def check_args(args: argparse.Namespace) -> None:
     Raises:
         UserError: naming the valid options.
     """
-    if args.base not in MODEL_NAMES:
+    if args.base not in MODEL_NAMES and ":" not in args.base:
         raise UserError(f"unknown base network {args.base!r}; valid networks: {', '.join(MODEL_NAMES)}")
-    if args.dataset not in EMBEDDED_DATASETS + DISK_DATASETS:
+    if args.dataset not in EMBEDDED_DATASETS + DISK_DATASETS and not _user_dataset(args.dataset):
         raise UserError(f"unknown dataset {args.dataset!r}; valid datasets: {', '.join(EMBEDDED_DATASETS + DISK_DATASETS)}")
     if args.data_root is not None and args.dataset in EMBEDDED_DATASETS:
         raise UserError(f"--data-root is only for datasets read from disk ({', '.join(DISK_DATASETS)}); "
@@ -131,7 +133,7 @@ def check_args(args: argparse.Namespace) -> None:
             raise UserError(f"unknown technique(s) {', '.join(bad) or repr(args.techniques)}; "
                             f"valid: {', '.join(TECHNIQUE_NAMES[1:])}")
     partitions = _csv(args.partitions, int, "list of layer indices")
-    if partitions is not None:
+    if partitions is not None and args.base in MODEL_NAMES:
         layers = dict((m[0], m[1]) for m in MODELS)[args.base]
         bad = [p for p in partitions if not 0 <= p < layers]
         if bad or not partitions:
@@ -153,7 +155,7 @@ def _evaluator(args: argparse.Namespace, **extra):
         threat=args.threat, privacy=args.privacy, resource=args.resource,
         thresholds=_csv(args.thresholds, float), techniques=_csv(args.techniques),
         partitions=_csv(args.partitions, int), device=args.device, cache=args.cache, seed=args.seed,
-        profile=args.profile, **extra,
+        profile=args.profile, weights=getattr(args, "weights", None), **extra,
     )
 
 
@@ -165,6 +167,21 @@ def _summary(info: dict) -> str:
         f"P={info.get('privacy_loss', float('nan')):.4f} S={info.get('resource', float('nan')):.4f} "
         f"R={info['reward']:.4f}{err}"
     )
+
+
+def _user_dataset(name: str) -> bool:
+    """Your own data: a .pt file of tensors or a torchvision dataset under --data-root."""
+    return name.endswith((".pt", ".pth")) or name.startswith("torchvision:")
+
+
+def _layers(args: argparse.Namespace) -> int:
+    from privacysplit.envs.user_base import layers_report
+
+    shape = _csv(args.input_shape, int, "shape")
+    if not shape or any(s < 1 for s in shape):
+        raise UserError(f"--input-shape needs positive sizes such as 3,32,32, got {args.input_shape!r}")
+    print(layers_report(args.base, shape, weights=args.weights))
+    return 0
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -324,6 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-onnx", action="store_true", help="write TorchScript only")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("layers", help="the layer table of a network (yours or the pool's): indices for plans",
+                       description="Print a network's layers, their indices (what plans refer to), output shapes, "
+                                   "parameters and the compression techniques that apply to each.")
+    p.add_argument("--base", required=True, help="a pool network, or your own as file.py:factory or package.module:factory")
+    p.add_argument("--input-shape", default="3,32,32", help="C,H,W (or F for features); default 3,32,32")
+    p.add_argument("--weights", default=None, help="state_dict file to load (checked against the network)")
+    p.set_defaults(func=_layers)
 
     p = sub.add_parser("models", help="list the base networks with parameter and MAC counts")
     p.set_defaults(func=_models)
