@@ -50,7 +50,7 @@ def run_settings(args: argparse.Namespace) -> None:
     for key in _RUN_FIELDS:
         if key in recorded["settings"]:
             setattr(args, key, recorded["settings"][key])
-    for key in ("data_root", "profile"):
+    for key in ("data_root", "profile", "weights"):
         if recorded.get(key) is not None:
             setattr(args, key, recorded[key])
     if args.cache is None and recorded.get("cache"):

@@ -172,7 +172,8 @@ def _run_search(args: argparse.Namespace, evaluator):
     settings = _settings(args)
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.json").write_text(json.dumps({"settings": settings, "cache": str(evaluator.cache.path),
-                                              "data_root": args.data_root, "profile": args.profile}, indent=2))
+                                              "data_root": args.data_root, "profile": args.profile,
+                                              "weights": getattr(args, "weights", None)}, indent=2))
     if not args.resume:
         for name in (WEIGHTS_FILE, WEIGHTS_INFO):
             (out / name).unlink(missing_ok=True)
