@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -60,7 +61,8 @@ def run_settings(args: argparse.Namespace) -> None:
 
 
 def load_kept_weights(evaluator, plan, run_dir: str | Path | None):
-    """The encoder and cloud a search kept for ``plan`` in ``run_dir``, or ``None``.
+    """The encoder, cloud and measured metrics a search kept for ``plan`` in ``run_dir``,
+    or ``None``.
 
     ``None`` when the folder kept no weights, kept another plan's, or kept them under other
     settings (the cache key differs).  The compressed structure is rebuilt from the cached
@@ -87,7 +89,7 @@ def load_kept_weights(evaluator, plan, run_dir: str | Path | None):
     encoder, cloud = apply_plan(base, plan, evaluator.settings, distill_steps=0)
     encoder.load_state_dict(state["encoder"])
     cloud.load_state_dict(state["cloud"])
-    return encoder, cloud
+    return encoder, cloud, info.get("metrics", {})
 
 
 def export_plan(evaluator, plan, out_dir: str | Path, onnx: bool = True, run_dir: str | Path | None = None) -> dict:
@@ -104,8 +106,7 @@ def export_plan(evaluator, plan, out_dir: str | Path, onnx: bool = True, run_dir
     out.mkdir(parents=True, exist_ok=True)
     kept = load_kept_weights(evaluator, plan, run_dir)
     if kept is not None:
-        encoder, cloud = kept
-        metrics = evaluator.evaluate(plan)  # a cache hit: the numbers the search measured
+        encoder, cloud, metrics = kept  # the numbers the search measured with these weights
         source = f"kept by the search in {Path(run_dir) / 'best_weights.pt'} (not retrained)"
     else:
         encoder, cloud, metrics = evaluator.train_plan(plan)
@@ -136,7 +137,11 @@ def export_plan(evaluator, plan, out_dir: str | Path, onnx: bool = True, run_dir
                 except Exception as err:  # noqa: BLE001 - ONNX is best effort, TorchScript is the contract
                     onnx_status[name] = f"not exported: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
     shape = list(data.input_shape)
-    if metrics.get("reconstruction"):
+    kept_image = Path(run_dir) / "best_reconstruction.png" if kept is not None else None
+    if kept_image is not None and kept_image.exists():
+        shutil.copyfile(kept_image, out / "reconstruction.png")
+        files["reconstruction_png"] = "reconstruction.png"
+    elif metrics.get("reconstruction"):
         from privacysplit.reporting import save_reconstruction
 
         save_reconstruction(metrics["reconstruction"], out / "reconstruction.png")

@@ -135,18 +135,7 @@ def _finite(v) -> bool:
 
 def save_reconstruction(samples: str, path: str | Path) -> Path:
     """Write an evaluation's packed ``reconstruction`` samples as one PNG: the originals on
-    the top row, what the attacker rebuilt from the released features below.
+    the top row, what the attacker rebuilt from the released features below."""
+    from privacysplit.attacks.samples import save_png
 
-    Why a file: the packed string (base64 of zlib of the pixels) is how samples travel
-    through the cache and worker processes, but nobody can read it in JSON or a terminal.
-    """
-    from PIL import Image
-
-    from privacysplit.attacks.samples import sample_grid
-
-    grid = sample_grid(samples)  # C x H x W uint8
-    image = grid[0] if grid.shape[0] == 1 else grid.transpose(1, 2, 0)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).resize((image.shape[1] * 2, image.shape[0] * 2), Image.Resampling.NEAREST).save(path)
-    return path
+    return Path(save_png(samples, path))

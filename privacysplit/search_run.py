@@ -2,8 +2,9 @@
 
 The folder holds ``run.json`` (settings), ``history.csv``/``result.json`` (every evaluation),
 ``best_plan.txt``, ``report.md``, ``best_reward.png``/``tradeoff.png``, TensorBoard logs under
-``tb/``, and ``best_weights.pt``: the trained encoder and cloud of the best plan the search
-measured, so that ``privacysplit export --run FOLDER`` writes it without retraining.
+``tb/``, and ``best_weights.pt`` (with ``best_weights.json`` and ``best_reconstruction.png``):
+the trained encoder and cloud of the best plan the search measured, so that
+``privacysplit export --run FOLDER`` writes it without retraining.
 
 Only the best plan's weights are kept: every measured plan's weights land in a staging
 folder (``Evaluator(keep_weights=...)``, written by whichever process measured it) and are
@@ -42,6 +43,7 @@ RUN_KEYS = ("base", "dataset", "fidelity", "threat", "privacy", "resource", "thr
 #: the best plan's trained weights and their description, in the run folder
 WEIGHTS_FILE = "best_weights.pt"
 WEIGHTS_INFO = "best_weights.json"
+RECONSTRUCTION_FILE = "best_reconstruction.png"
 _STAGING = ".weights-staging"
 
 
@@ -128,9 +130,11 @@ class KeepBestWeights:
         return self.evaluate_many([plan])[0]
 
     def evaluate_many(self, plans) -> list[dict]:
+        from privacysplit.envs.evaluator import weights_file_name
+
         infos = self._ev.evaluate_many(plans)
         for info in infos:
-            staged = self._staging / f"{self._ev.key(info['plan'])}.pt"
+            staged = self._staging / weights_file_name(info["plan"])
             if not staged.exists():
                 continue  # a cache hit, or already handled (the plan repeats in the batch)
             reward = float(info["reward"])
@@ -138,9 +142,15 @@ class KeepBestWeights:
                 staged.replace(self._out / WEIGHTS_FILE)
                 (self._out / WEIGHTS_INFO).write_text(json.dumps(
                     {"plan": info["plan"], "reward": reward, "key": self._ev.key(info["plan"]),
-                     "note": "state_dicts of the encoder and cloud trained when the search measured this plan"},
+                     "note": "state_dicts of the encoder and cloud trained when the search measured this plan",
+                     "metrics": {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool))
+                                 and k not in ("reconstruction", "traceback")}},
                     indent=2))
                 self.__dict__["_best"] = reward
+                if info.get("reconstruction"):
+                    from privacysplit.attacks.samples import save_png
+
+                    save_png(info["reconstruction"], self._out / RECONSTRUCTION_FILE)
             else:
                 staged.unlink(missing_ok=True)
         return infos
@@ -175,7 +185,7 @@ def _run_search(args: argparse.Namespace, evaluator):
                                               "data_root": args.data_root, "profile": args.profile,
                                               "weights": getattr(args, "weights", None)}, indent=2))
     if not args.resume:
-        for name in (WEIGHTS_FILE, WEIGHTS_INFO):
+        for name in (WEIGHTS_FILE, WEIGHTS_INFO, RECONSTRUCTION_FILE):
             (out / name).unlink(missing_ok=True)
     keeper = KeepBestWeights(evaluator, out)
     env = PrivacySplitEnv(evaluator=keeper)
@@ -263,6 +273,8 @@ def summary_text(args: argparse.Namespace, result) -> str:
     ]
     if kept:
         files.append((WEIGHTS_FILE, "the best plan's trained encoder and cloud"))
+        if (out / RECONSTRUCTION_FILE).exists():
+            files.append((RECONSTRUCTION_FILE, "what the attacker rebuilds from its features (originals on top)"))
     files.append(("tb/", f"TensorBoard: tensorboard --logdir {out}"))
     lines = [
         "",

@@ -304,10 +304,13 @@ class SearchRun:
                     self._writer.add_scalar(f"search/{name}", row[name], row["step"])
             self._writer.add_scalar("search/best_reward", self.best_reward, row["step"])
             self._writer.add_scalar("search/cache_hit", float(row["cache_hit"]), row["step"])
-            if improved and info.get("reconstruction"):
-                from privacysplit.attacks.samples import sample_grid
+            if improved and (info.get("reconstruction") or info.get("reconstruction_png")):
+                from privacysplit.attacks.samples import load_png, sample_grid
 
-                self._writer.add_image("reconstruction/best", sample_grid(info["reconstruction"]), row["step"])
+                # evaluate_many's infos carry the packed samples; the env's terminal info a PNG
+                grid = sample_grid(info["reconstruction"]) if info.get("reconstruction") \
+                    else load_png(info["reconstruction_png"])
+                self._writer.add_image("reconstruction/best", grid, row["step"])
                 self._writer.add_text("reconstruction/best_plan", row["plan"], row["step"])
         self._bar.update(max(0, len(self.seen) - self._bar.n))  # catch up: cache hits, restored rows
         self._bar.set_postfix(best=f"{self.best_reward:.4f}", refresh=False)

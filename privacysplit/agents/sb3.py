@@ -75,7 +75,16 @@ def _recorder_callback(run: SearchRun):
 
 
 def learn_until_budget(model, run: SearchRun, episode_length: int) -> None:
-    """Train ``model`` until ``run`` is done (budget or time)."""
+    """Train ``model`` until ``run`` is done (budget or time).
+
+    With a ``log_dir``, SB3's own metrics (``train/*``, ``rollout/*``, ``time/*``) are written
+    to ``<log_dir>/sb3`` as TensorBoard events, beside the search's ``search/*`` scalars, so
+    one ``tensorboard --logdir`` shows both.
+    """
+    if run.log_dir is not None:
+        from stable_baselines3.common.logger import configure
+
+        model.set_logger(configure(str(run.log_dir / "sb3"), ["tensorboard"]))
     # an upper bound only: the callback stops training at the budget
     total = max(run.remaining, 1) * episode_length * 50
     model.learn(total_timesteps=total, callback=_recorder_callback(run), progress_bar=False, reset_num_timesteps=False)

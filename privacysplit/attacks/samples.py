@@ -53,3 +53,31 @@ def sample_grid(text: str) -> np.ndarray:
     both = decode_samples(text)
     rows = [np.concatenate(list(batch), axis=2) for batch in both]  # N images side by side
     return np.concatenate(rows, axis=1)
+
+
+def save_png(text: str, path) -> str:
+    """Write :func:`sample_grid` of ``text`` as a PNG (pixels doubled) and return its path.
+
+    Why: the packed string is how samples travel through the cache and worker processes,
+    but nobody can read base64 in JSON or a terminal; an image file can be opened.
+    """
+    from pathlib import Path
+
+    from PIL import Image
+
+    grid = sample_grid(text)
+    image = grid[0] if grid.shape[0] == 1 else grid.transpose(1, 2, 0)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    Image.fromarray(image).resize((image.shape[1] * 2, image.shape[0] * 2), Image.Resampling.NEAREST).save(tmp, format="PNG")
+    tmp.replace(path)
+    return str(path)
+
+
+def load_png(path) -> np.ndarray:
+    """A PNG written by :func:`save_png` as a C x H x W uint8 array (at its saved size)."""
+    from PIL import Image
+
+    image = np.asarray(Image.open(path))
+    return image[None] if image.ndim == 2 else image.transpose(2, 0, 1)[:3]

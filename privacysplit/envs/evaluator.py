@@ -43,6 +43,12 @@ PRIVACY = {"mse": "P0", "ssim": "P1", "property": "P2"}
 RESOURCES = {"params": "S1", "macs": "S2", "latency": "S3"}
 
 
+def weights_file_name(plan: Plan | str) -> str:
+    """The file :meth:`Evaluator.measure` writes a plan's weights to under ``keep_weights``:
+    named by the plan alone, so the driver finds what any worker wrote."""
+    return hashlib.sha256(str(plan).encode()).hexdigest()[:32] + ".pt"
+
+
 def _choice(name: str, value: str, valid) -> str:
     if value not in valid:
         raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
@@ -248,13 +254,13 @@ class Evaluator:
         """Compress, cost, retrain and attack ``plan`` (no cache); the raw metrics.
 
         With ``keep_weights`` (a folder) the trained encoder's and cloud's state_dicts are
-        also written there as ``<cache key>.pt``, so a search can keep its best plan's
+        also written there (:func:`weights_file_name`), so a search can keep its best plan's
         weights and export it without retraining (``privacysplit.search_run``).
         """
         encoder, cloud, metrics = self.train_plan(plan)
         if self.keep_weights is not None:
             self.keep_weights.mkdir(parents=True, exist_ok=True)
-            target = self.keep_weights / f"{self.key(plan)}.pt"
+            target = self.keep_weights / weights_file_name(plan)
             tmp = target.with_name(target.name + ".tmp")
             torch.save({"plan": str(plan), "encoder": encoder.state_dict(), "cloud": cloud.state_dict()}, tmp)
             tmp.replace(target)

@@ -60,6 +60,31 @@ class PrivacySplitEnv(gym.Env):
     Terminates after the compression choice for the last compressible device layer (or
     right after the partition when no device layer can be compressed).
 
+    ## Info
+
+    Every step's info has ``invalid_action``; non-terminal steps add ``phase``
+    (``"compress"``) and ``reset()`` returns ``phase`` and ``techniques``.  The terminal info
+    (also what ``env.unwrapped.evaluate(plan)`` returns, except that it keeps the packed
+    samples as ``reconstruction`` instead of ``reconstruction_png``):
+
+    * the plan and the reward: ``plan``, ``reward``, its factors ``R_A``, ``R_P``, ``R_S``,
+      ``reward_name`` (``eq13`` or ``eq18``);
+    * accuracy: ``accuracy`` (held-out, retrained split network), ``accuracy_base`` (A_base);
+    * privacy: ``privacy_loss`` (the P in the reward), ``privacy_metric``; inversion:
+      ``ssim``, ``mse``, ``mse_norm`` (MSE / MSE_mean), ``mse_mean`` and ``ssim_mean`` (of
+      always answering the mean image), ``inv_mse`` (the paper's 1/MSE), ``attacker`` (the
+      decoder that won) and ``score_<decoder>`` (each candidate's privacy loss); property
+      inference: ``property_accuracy``, ``property_chance``; ``reconstruction_png``: a PNG of
+      originals (top) and the attacker's reconstructions (bottom), written beside the cache;
+    * resources: ``resource`` (the S in the reward), ``resource_metric``, the savings ``S1``
+      (parameters), ``S2`` (MACs), ``S3`` (latency); the device part's ``params``, ``macs``,
+      ``latency_s``, ``feature_bytes`` (sent per input) against ``params_total``,
+      ``macs_total``, ``latency_total_s`` of the whole network on the device;
+    * bookkeeping: ``cache_hit``, ``eval_seconds`` (and its parts ``data_seconds``,
+      ``train_seconds``, ``attack_seconds``, ``prior_seconds``, ``select_seconds``,
+      ``fit_seconds``, ``measure_seconds``), ``threads`` (torch threads it ran with),
+      ``fidelity``, ``threat``; ``error`` and ``traceback`` when the evaluation failed.
+
     ## Arguments
 
     ``base`` (default ``lenet``; or an ``nn.Module`` of your own, or ``"file.py:factory"``),
@@ -236,9 +261,27 @@ class PrivacySplitEnv(gym.Env):
     def _finish(self, info: dict):
         plan = self.current_plan()
         result = self.evaluator.evaluate(plan)
-        info.update(result)
+        info.update(self._readable(result))
         self.phase = PHASE_PARTITION  # a finished episode must be reset; masks stay valid
         return self._obs(), float(result["reward"]), True, False, info
+
+    def _readable(self, result: dict) -> dict:
+        """The terminal info: the evaluator's result, with the packed reconstruction samples
+        written once to a PNG beside the evaluation cache (``reconstruction_png``) instead of
+        riding along as a base64 string nobody can read."""
+        out = {k: v for k, v in result.items() if k != "reconstruction"}
+        if result.get("reconstruction"):
+            import hashlib
+
+            from privacysplit.attacks.samples import save_png
+            from privacysplit.training import cache_dir
+
+            blob = result["reconstruction"]
+            cache = getattr(getattr(self.evaluator, "cache", None), "path", None)
+            folder = (Path(cache).parent if cache is not None else cache_dir()) / "reconstructions"
+            path = folder / f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}.png"
+            out["reconstruction_png"] = str(path) if path.exists() else save_png(blob, path)
+        return out
 
     def current_plan(self) -> Plan:
         """The plan chosen so far (layers not yet visited count as ``none``)."""
