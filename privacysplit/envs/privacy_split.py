@@ -30,7 +30,9 @@ class PrivacySplitEnv(gym.Env):
 
     ## Action Space
 
-    ``Discrete(max(n_layers, n_techniques))``.  In the partition phase action ``a`` keeps
+    ``Discrete(max(max_layers, n_techniques))`` (``max_layers`` defaults to the network's
+    layer count; a larger value pads the action space and the observation alike, so one
+    agent can move between networks with SB3's ``set_env``).  In the partition phase action ``a`` keeps
     layers ``0..a`` on the device.  In the compression phase action ``a`` picks
     ``techniques[a]`` (``info["techniques"]``; index 0 is ``none``) for the layer under the
     cursor.  Layers where only ``none`` applies (activations, pooling, batch norm, dropout)
@@ -58,7 +60,9 @@ class PrivacySplitEnv(gym.Env):
     ## Episode End
 
     Terminates after the compression choice for the last compressible device layer (or
-    right after the partition when no device layer can be compressed).
+    right after the partition when no device layer can be compressed); truncated after
+    ``max_invalid`` invalid actions.  ``step()`` after the end and before ``reset()`` raises
+    ``gymnasium.error.ResetNeeded``.
 
     ## Info
 
@@ -101,7 +105,8 @@ class PrivacySplitEnv(gym.Env):
 
     ## Version History
 
-    * v0: initial version.
+    * v0: initial version.  Action space padded to ``max_layers``; ``action_masks()`` is
+      ``int8``; stepping a finished episode raises (all before the first release).
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"]}
@@ -152,7 +157,9 @@ class PrivacySplitEnv(gym.Env):
             raise ValueError(f"max_layers={max_layers} is smaller than {self.evaluator.base_name}'s {n} layers")
         self.max_invalid = check_int("max_invalid", max_invalid, minimum=1)
         self.n_features = len(LAYER_TYPES) + 5 + 1 + len(self.techniques) + 2
-        self.action_space = spaces.Discrete(max(n, len(self.techniques)))
+        # sized by max_layers (not this network's length) so one agent can be moved between
+        # networks of different depths with SB3's set_env: both spaces must match
+        self.action_space = spaces.Discrete(max(self.max_layers, len(self.techniques)))
         self.observation_space = spaces.Box(0.0, 1.0, (self.max_layers * self.n_features + 2,), np.float32)
         self._static = self._static_table()
         self._tech_index = {t: i for i, t in enumerate(self.techniques)}
@@ -178,6 +185,7 @@ class PrivacySplitEnv(gym.Env):
         self.cursor = 0
         self.chosen: dict[int, str] = {}
         self.invalid = 0
+        self.ended = False  # terminated or truncated: step() needs a reset() first
         self._table = self._static.copy()
 
     @property
@@ -194,13 +202,18 @@ class PrivacySplitEnv(gym.Env):
             self._table[layer, -2] = value
 
     def action_masks(self) -> np.ndarray:
-        """Valid actions of the current step (sb3-contrib's ``MaskablePPO`` convention)."""
-        mask = np.zeros(self.action_space.n, dtype=bool)
+        """Valid actions of the current step (sb3-contrib's ``MaskablePPO`` convention).
+
+        An ``int8`` array of 0/1, the dtype ``Discrete.sample(mask=...)`` asks for in
+        Gymnasium 1.x, so ``env.action_space.sample(mask=env.unwrapped.action_masks())``
+        works as written; MaskablePPO reads it as booleans.
+        """
+        mask = np.zeros(self.action_space.n, dtype=np.int8)
         if self.phase == PHASE_PARTITION:
-            mask[self.space.partitions] = True
+            mask[self.space.partitions] = 1
         else:
             for name in self.space.choices(self.cursor_layer):
-                mask[self._tech_index[name]] = True
+                mask[self._tech_index[name]] = 1
         return mask
 
     # -- gym API -----------------------------------------------------------------------
@@ -210,6 +223,11 @@ class PrivacySplitEnv(gym.Env):
         return self._obs(), {"phase": "partition", "techniques": list(self.techniques)}
 
     def step(self, action):
+        if self.ended:
+            raise gym.error.ResetNeeded(
+                "the episode has ended (terminated or truncated); call reset() before step() — "
+                "stepping on would build a plan from the finished episode's state"
+            )
         a = self._action_index(action)
         info: dict = {"invalid_action": False}
         valid = 0 <= a < self.action_space.n and bool(self.action_masks()[a])
@@ -221,6 +239,7 @@ class PrivacySplitEnv(gym.Env):
                 truncated = self.invalid >= self.max_invalid
                 if truncated:
                     info["error"] = f"{self.invalid} invalid actions in one episode"
+                    self.ended = True
                 return self._obs(), 0.0, False, truncated, info
             self.partition = a
             self._table[: a + 1, len(LAYER_TYPES) + 5] = 1.0
@@ -263,6 +282,7 @@ class PrivacySplitEnv(gym.Env):
         result = self.evaluator.evaluate(plan)
         info.update(self._readable(result))
         self.phase = PHASE_PARTITION  # a finished episode must be reset; masks stay valid
+        self.ended = True
         return self._obs(), float(result["reward"]), True, False, info
 
     def _readable(self, result: dict) -> dict:

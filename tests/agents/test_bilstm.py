@@ -141,3 +141,30 @@ def test_checkpoint_errors_name_the_file(make_table_env, tmp_path):
         make_agent("bilstm").search(make_table_env(), 5, progress=False, checkpoint=ckpt)
     with pytest.raises(ValueError, match="'random' does not checkpoint"):
         make_agent("random").search(make_table_env(), 5, progress=False, checkpoint=tmp_path / "x.pt")
+
+
+def test_one_reinforce_update_moves_probability_toward_the_rewarded_action():
+    """A two-armed bandit for each policy: one update must favour the arm that paid."""
+    from privacysplit.envs.space import SearchSpace
+    from privacysplit.models import build
+
+    space = SearchSpace(build("lenet").layers, ["W1"], [2, 5])
+    agent = make_agent("bilstm", seed=0, lr_partition=0.05, lr_compression=0.05)
+    p_before = agent.action_probabilities(space, partition=2)
+    # partition policy: partition 2 pays 1, partition 5 pays 0
+    rollouts = [agent.rollout(space, partition=p) for p in (2, 5) for _ in range(3)]
+    agent.update(space, rollouts, [1.0 if ro.partition == 2 else 0.0 for ro in rollouts])
+    p_after = agent.action_probabilities(space, partition=2)
+    assert p_after["partition"][2] > p_before["partition"][2] + 1e-3
+    assert p_after["partition"][5] < p_before["partition"][5] - 1e-3
+    # compression policy at partition 2 (a fresh agent): W1 on layer 0 pays 1, none pays 0
+    agent = make_agent("bilstm", seed=0, lr_partition=0.05, lr_compression=0.05)
+    agent.rollout(space, partition=2)
+    w1 = agent.techniques.index("W1")
+    rollouts = [agent.rollout(space, partition=2) for _ in range(12)]
+    arms = {ro.actions[0] for ro in rollouts}
+    assert arms == {0, w1}  # both arms were pulled
+    before = agent.action_probabilities(space, partition=2)["compression"][0][w1]
+    agent.update(space, rollouts, [1.0 if ro.actions[0] == w1 else 0.0 for ro in rollouts])
+    after = agent.action_probabilities(space, partition=2)["compression"][0][w1]
+    assert after > before + 1e-3

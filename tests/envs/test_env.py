@@ -180,3 +180,29 @@ def test_render_ansi_shows_the_table(make_env):
     image.step(4)
     frame = image.render()
     assert frame.shape == (88, 64, 3) and frame.dtype == np.uint8 and (frame[0, 30] == 255).all()
+
+
+def test_step_after_the_episode_ended_needs_a_reset(make_env):
+    env = make_env(partitions=[2], techniques=["W1"])
+    env.reset(seed=0)
+    env.step(2)
+    *_, terminated, truncated, info = env.step(1)
+    assert terminated and info["plan"] == "2 | 0:W1"
+    with pytest.raises(gym.error.ResetNeeded, match="call reset"):
+        env.step(2)
+    env.reset()
+    assert env.step(2)[2] is False  # a fresh episode steps again
+
+
+def test_documented_masked_sampling_runs_as_written(make_env):
+    env = gym.wrappers.OrderEnforcing(make_env(partitions=[2, 5], techniques=["W1", "C3"]))
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    done = False
+    while not done:
+        mask = env.unwrapped.action_masks()
+        assert mask.dtype == np.int8
+        action = env.action_space.sample(mask=mask)
+        assert mask[action] == 1
+        _, _, done, _, info = env.step(action)
+    assert env.unwrapped.space.validate(info["plan"])

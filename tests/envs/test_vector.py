@@ -21,7 +21,9 @@ def test_gymnasium_async_vector_env_steps_to_terminal_rewards(cache_root, tmp_pa
             action = [2, 1, 0][step % 3]
             obs, reward, terminated, truncated, info = envs.step(np.array([action, action]))
             rewards.extend(reward[terminated].tolist())
-        assert len(rewards) >= 4 and all(0.0 <= r <= 1.0 for r in rewards)
+        # both envs play the same plan ("2 | 0:W1"), so every terminal reward is its reward
+        expected = gym.make("PrivacySplit-v0", cache=str(tmp_path / "c.sqlite"), **KWARGS).unwrapped.evaluate("2 | 0:W1")
+        assert len(rewards) == 8 and rewards == [expected["reward"]] * 8 and expected["reward"] > 0
     finally:
         envs.close()
 
@@ -35,7 +37,10 @@ def test_sb3_trains_on_several_subprocess_envs(cache_root, tmp_path):
                        env_kwargs={**KWARGS, "cache": str(tmp_path / "c.sqlite")})
     try:
         model = PPO("MlpPolicy", vec, n_steps=12, batch_size=24, seed=0, device="cpu")
+        before = [p.detach().clone() for p in model.policy.parameters()]
         model.learn(total_timesteps=48)
-        assert model.num_timesteps >= 48
+        assert any(not (a == b).all() for a, b in zip(before, model.policy.parameters(), strict=True))
+        # episodes ended in both subprocess envs, each scored with a real evaluation
+        assert len(model.ep_info_buffer) >= 4 and all(ep["r"] > 0 for ep in model.ep_info_buffer)
     finally:
         vec.close()
