@@ -1,21 +1,32 @@
-"""Attack strength: leakage by partition point, reactive vs proactive, fast vs reference attacker.
+"""Attack strength: the attacker the search uses against a slower reference, side by side.
 
 For each network (``lenet``, ``vgg11``) on ``mnist`` at one fidelity (default ``cpu``), at
 every convolution's partition point (and LeNet's fully connected layers), this runs
-:func:`privacysplit.attacks.evaluate_split` reactively and proactively and records SSIM,
-MSE, the normalised P0, task accuracy, the decoder that won and the wall time of one
-evaluation.  For the threats asked for with ``--reference``, the encoder each fast
-evaluation trained is attacked a second time by a slower *reference* attacker (every
-decoder fully trained, ``--ref-epochs`` epochs on the whole training split, best on
-held-out images): if the fast attacker the search uses is far below the reference, every
-plan looks more private than it is.
+:func:`privacysplit.attacks.evaluate_split` reactively and proactively exactly as the
+search does (the measuring attacker starts from the partition's attack prior, a decoder
+trained once on the base network's features, and fine-tunes it; see
+``privacysplit/attacks/prior.py``) and records SSIM, MSE, task accuracy, every candidate's
+held-out score, which candidate won, and the wall time of each phase.  The encoder each
+evaluation trained is then attacked again, on the same released features:
 
-Writes ``attack_strength.csv`` and ``attack_strength.md`` to ``--out``.  Timings depend on
-machine load; run it with one thread (the default) to match the search's worker processes.
+* ``legacy_*`` -- the attacker evaluations used before the prior (scratch mirror and
+  generic decoders, one warm-up epoch each, the better one finishes N_d epochs on the
+  training subset);
+* ``ref_*`` -- the *reference* attacker: the whole training split, the scratch mirror and
+  generic decoders trained ``--ref-epochs`` epochs each (the reference of earlier runs),
+  plus the prior fine-tuned ``--ref-prior-epochs`` epochs, every candidate keeping its best
+  held-out epoch, the best of all counting.  It is at least as strong as the earlier
+  reference (it contains it).
+
+``ssim_gap`` = ref SSIM - SSIM and ``mse_ratio`` = MSE / ref MSE say how much privacy the
+search's attacker over-reports.  Writes ``attack_strength.csv`` and ``attack_strength.md``
+to ``--out``.  Timings depend on machine load (``cpu_seconds`` is the process CPU time of
+one evaluation, less sensitive to it); run with one thread (the default) to match the
+search's worker processes.
 
 Example::
 
-    python benchmarks/attack_strength.py --networks lenet --out runs/attack_strength
+    python benchmarks/attack_strength.py --networks lenet --out benchmarks/results/attack_strength
     python benchmarks/attack_strength.py --networks vgg11 --threats reactive --partitions 0,8,18
 """
 
@@ -31,16 +42,23 @@ import torch
 
 from privacysplit.attacks import evaluate_split, invert
 from privacysplit.attacks.fitting import release
+from privacysplit.attacks.prior import prior_state
 from privacysplit.data import load_dataset
 from privacysplit.fidelity import get_fidelity
 from privacysplit.models import split
 from privacysplit.training import pretrained_base
 
 FIELDS = [
-    "network", "partition", "layer", "feature_shape", "threat", "privacy", "accuracy", "ssim", "mse",
-    "mse_norm", "attacker", "eval_seconds", "train_seconds", "attack_seconds", "ref_ssim", "ref_mse",
-    "ref_attacker", "ref_seconds",
+    "network", "partition", "layer", "feature_shape", "threat", "privacy", "adv_lambda", "accuracy", "ssim", "mse",
+    "mse_norm", "attacker", "score_prior", "score_prior_tuned", "eval_seconds", "cpu_seconds", "prior_seconds",
+    "train_seconds", "attack_seconds", "select_seconds", "fit_seconds", "measure_seconds",
+    "legacy_ssim", "legacy_mse", "legacy_attacker", "legacy_seconds",
+    "ref_ssim", "ref_mse", "ref_attacker", "ref_score_mirror", "ref_score_generic", "ref_score_prior",
+    "ref_score_prior_tuned", "ref_seconds", "ssim_gap", "mse_ratio",
 ]
+
+#: the subsets every evaluation of one setting shares (as the evaluator's data_seed)
+DATA_SEED = 0
 
 
 def partitions(net, name: str) -> list[int]:
@@ -51,16 +69,30 @@ def partitions(net, name: str) -> list[int]:
     return points
 
 
-def reference_attack(encoder, data, fid, args, seed: int) -> dict:
-    """The slow attacker: all training images, more epochs, every decoder finished."""
-    train = data.train.take(None, seed)
-    val = data.val.take(fid.n_val, seed)
+def legacy_attack(encoder, data, fid, args, seed: int) -> dict:
+    """The attacker evaluations used before the prior, on the evaluation's own subsets."""
+    train = data.train.take(fid.n_train, DATA_SEED)
+    val = data.val.take(fid.n_val, DATA_SEED)
+    t0 = time.perf_counter()
+    res = invert(encoder, release(encoder, train.x, data.normalize), train.x,
+                 release(encoder, val.x, data.normalize), val.x, metric=args.privacy, epochs=fid.n_d,
+                 batch_size=fid.batch_size, lr=fid.decoder_lr, seed=seed, selection="warmup")
+    return {"legacy_ssim": res.ssim, "legacy_mse": res.mse, "legacy_attacker": res.attacker,
+            "legacy_seconds": time.perf_counter() - t0}
+
+
+def reference_attack(encoder, prior, data, fid, args, seed: int) -> dict:
+    """The slow attacker: all training images, every candidate finished, best epoch kept."""
+    train = data.train.take(None, DATA_SEED)
+    val = data.val.take(fid.n_val, DATA_SEED)
     t0 = time.perf_counter()
     feats = release(encoder, train.x, data.normalize)
     feats_val = release(encoder, val.x, data.normalize)
     res = invert(encoder, feats, train.x, feats_val, val.x, metric=args.privacy, epochs=args.ref_epochs,
-                 batch_size=fid.batch_size, lr=fid.decoder_lr, seed=seed, selection="full")
+                 batch_size=fid.batch_size, lr=fid.decoder_lr, seed=seed, selection="full",
+                 prior=prior, prior_epochs=args.ref_prior_epochs)
     return {"ref_ssim": res.ssim, "ref_mse": res.mse, "ref_attacker": res.attacker,
+            **{f"ref_score_{k}": v for k, v in res.scores.items()},
             "ref_seconds": time.perf_counter() - t0}
 
 
@@ -68,6 +100,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     torch.set_num_threads(args.threads)
     data = load_dataset(args.dataset)
     fid = get_fidelity(args.fidelity)
+    if args.adv_lambda is not None:
+        fid = fid.with_(name=fid.name, adv_lambda=args.adv_lambda)
     rows = []
     for name in args.networks:
         base, acc_base = pretrained_base(name, data, fidelity=fid, seed=args.seed, cache=args.cache,
@@ -75,20 +109,34 @@ def run(args: argparse.Namespace) -> list[dict]:
         points = [int(p) for p in args.partitions.split(",")] if args.partitions else partitions(base, name)
         print(f"{name}: A_base={acc_base:.3f}, partitions {points}", flush=True)
         for p in points:
+            prior_encoder = base.sub(0, p + 1)
             for threat in args.threats:
                 enc, cloud = split(copy.deepcopy(base), p)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 out = evaluate_split(enc, cloud, data, fidelity=fid, threat=threat, privacy=args.privacy,
-                                     seed=args.seed)
+                                     seed=args.seed, data_seed=DATA_SEED, prior_encoder=prior_encoder,
+                                     prior_cache=args.cache)
+                wall, cpu = time.perf_counter() - t0, time.process_time() - c0
                 row = {
                     "network": name, "partition": p, "layer": str(base.layers[p]),
                     "feature_shape": "x".join(map(str, release(enc, data.val.x[:1], data.normalize).shape[1:])),
-                    "threat": threat, "privacy": args.privacy, "eval_seconds": time.perf_counter() - t0,
-                    **{k: out.get(k) for k in ("accuracy", "ssim", "mse", "mse_norm", "attacker",
-                                               "train_seconds", "attack_seconds")},
+                    "threat": threat, "privacy": args.privacy, "adv_lambda": fid.adv_lambda,
+                    "eval_seconds": wall - out.get("prior_seconds", 0.0),
+                    "cpu_seconds": cpu - out.get("prior_seconds", 0.0),
+                    **{k: out.get(k) for k in ("accuracy", "ssim", "mse", "mse_norm", "attacker", "score_prior",
+                                               "score_prior_tuned", "prior_seconds", "train_seconds",
+                                               "attack_seconds", "select_seconds", "fit_seconds",
+                                               "measure_seconds")},
                 }
+                if args.legacy:
+                    row.update(legacy_attack(enc, data, fid, args, args.seed))
                 if threat in args.reference and name in args.reference_networks:
-                    row.update(reference_attack(enc, data, fid, args, args.seed))
+                    prior = prior_state(prior_encoder, data, metric=args.privacy, epochs=fid.prior_epochs,
+                                        batch_size=fid.batch_size, lr=fid.decoder_lr, seed=DATA_SEED,
+                                        cache=args.cache) if fid.prior_epochs > 0 else None
+                    row.update(reference_attack(enc, prior, data, fid, args, args.seed))
+                    row["ssim_gap"] = row["ref_ssim"] - row["ssim"]
+                    row["mse_ratio"] = row["mse"] / max(row["ref_mse"], 1e-12)
                 rows.append(row)
                 print(" ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)
     return rows
@@ -96,6 +144,11 @@ def run(args: argparse.Namespace) -> list[dict]:
 
 def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _cell(row: dict, key: str, fmt: str = ".3f") -> str:
+    v = row.get(key)
+    return "" if v is None or v == "" else (f"{v:{fmt}}" if isinstance(v, float) else str(v))
 
 
 def write(rows: list[dict], args: argparse.Namespace) -> None:
@@ -106,21 +159,25 @@ def write(rows: list[dict], args: argparse.Namespace) -> None:
         w.writeheader()
         for r in rows:
             w.writerow({k: r.get(k, "") for k in FIELDS})
+    fid = get_fidelity(args.fidelity)
     lines = [
         f"# Attack strength ({args.dataset}, fidelity `{args.fidelity}`, privacy `{args.privacy}`, "
-        f"{args.threads} thread(s), seed {args.seed})",
+        f"{args.threads} thread(s), seed {args.seed}; reference: {args.ref_epochs} scratch epochs, "
+        f"prior fine-tuned {args.ref_prior_epochs} epochs, whole training split; prior "
+        f"{fid.prior_epochs} epochs, fine-tuned {fid.prior_finetune} in the evaluation)",
         "",
-        "| network | p | layer | features | threat | acc | SSIM | MSE | MSE/MSE_mean | attacker | eval s "
-        "| ref SSIM | ref MSE | ref s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| network | p | layer | features | threat | acc | SSIM | MSE | attacker | eval s | cpu s "
+        "| legacy SSIM | legacy MSE | legacy s | ref SSIM | ref MSE | ref attacker | ref s | SSIM gap | MSE/ref |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        ref = (f"{r['ref_ssim']:.3f} | {r['ref_mse']:.4f} | {r['ref_seconds']:.1f}"
-               if "ref_ssim" in r else " | | ")
         lines.append(
             f"| {r['network']} | {r['partition']} | {r['layer']} | {r['feature_shape']} | {r['threat']} "
-            f"| {r['accuracy']:.3f} | {r['ssim']:.3f} | {r['mse']:.4f} | {r['mse_norm']:.3f} | {r['attacker']} "
-            f"| {r['eval_seconds']:.1f} | {ref} |"
+            f"| {_cell(r, 'accuracy')} | {_cell(r, 'ssim')} | {_cell(r, 'mse', '.4f')} | {r['attacker']} "
+            f"| {_cell(r, 'eval_seconds', '.1f')} | {_cell(r, 'cpu_seconds', '.1f')} "
+            f"| {_cell(r, 'legacy_ssim')} | {_cell(r, 'legacy_mse', '.4f')} | {_cell(r, 'legacy_seconds', '.1f')} "
+            f"| {_cell(r, 'ref_ssim')} | {_cell(r, 'ref_mse', '.4f')} | {_cell(r, 'ref_attacker')} "
+            f"| {_cell(r, 'ref_seconds', '.0f')} | {_cell(r, 'ssim_gap', '+.3f')} | {_cell(r, 'mse_ratio', '.2f')} |"
         )
     (out / "attack_strength.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -139,14 +196,19 @@ def main(argv: list[str] | None = None) -> None:
                         help="inversion metric the attacker optimises")
     parser.add_argument("--partitions", default="",
                         help="comma-separated partition indices (default: every conv, and LeNet's FCs)")
-    parser.add_argument("--reference", nargs="*", default=["reactive"],
+    parser.add_argument("--reference", nargs="*", default=["reactive", "proactive"],
                         help="threats whose encoders the slow reference attacker re-attacks")
-    parser.add_argument("--reference-networks", nargs="*", default=["lenet"],
+    parser.add_argument("--reference-networks", nargs="*", default=["lenet", "vgg11"],
                         help="networks to run the reference attacker on")
-    parser.add_argument("--ref-epochs", type=int, default=24, help="epochs of the reference attacker")
+    parser.add_argument("--ref-epochs", type=int, default=24, help="epochs of the reference's scratch decoders")
+    parser.add_argument("--ref-prior-epochs", type=int, default=8,
+                        help="epochs the reference fine-tunes the prior")
+    parser.add_argument("--no-legacy", dest="legacy", action="store_false",
+                        help="skip the pre-prior attacker (the 'before' columns)")
+    parser.add_argument("--adv-lambda", type=float, default=None, help="proactive lambda (default: the fidelity's)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--seed", type=int, default=0, help="evaluation seed")
-    parser.add_argument("--cache", default=None, help="base-weights cache folder")
+    parser.add_argument("--cache", default=None, help="cache folder (base weights, attack priors)")
     parser.add_argument("--out", default="runs/attack_strength", help="output folder")
     args = parser.parse_args(argv)
     write(run(args), args)

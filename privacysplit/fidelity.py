@@ -64,7 +64,7 @@ class Fidelity:
     lr: float = 1e-3
     base_lr: float = 2e-3
     decoder_lr: float = 3e-3
-    adv_lambda: float = 1.0
+    adv_lambda: float = 16.0
     distill_steps: int = 20
     prior_epochs: int = 16
     prior_finetune: int = 1

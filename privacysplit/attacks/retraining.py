@@ -40,7 +40,7 @@ from privacysplit.attacks.inversion import (
     reconstruction_loss,
     train_decoder,
 )
-from privacysplit.attacks.metrics import mean_baseline_mse, ssim_torch
+from privacysplit.attacks.metrics import ssim_torch
 from privacysplit.attacks.prior import prior_state
 from privacysplit.attacks.property import (
     PropertyClassifier,
@@ -93,21 +93,32 @@ class _Split(nn.Module):
         return self.cloud(add_noise(self.encoder(x), self.noise, generator=self.generator))
 
 
-def inversion_leakage(recon: torch.Tensor, target: torch.Tensor, metric: str, floor: float) -> torch.Tensor:
+def inversion_leakage(recon: torch.Tensor, target: torch.Tensor, metric: str,
+                      floor: torch.Tensor | float) -> torch.Tensor:
     """What the proactive encoder minimises against an inversion decoder: bounded in [0, 1].
 
-    For SSIM ``relu(SSIM - floor) / (1 - floor)``, where ``floor`` is the SSIM of the
-    constant answer (the mean training image): 0 once the in-game decoder does no better
-    than a constant image, 1 for a perfect reconstruction.  For MSE the same form on
-    ``1 - MSE / MSE_mean``.  Pushing below the floor is not rewarded: an anti-correlated
-    reconstruction still carries the input (a fresh attacker just flips it).
+    Per image, for SSIM ``relu(SSIM - floor) / (1 - floor)``, where ``floor`` is that
+    image's SSIM against the constant answer (the mean training image): 0 once the in-game
+    decoder does no better than a constant image, 1 for a perfect reconstruction.  For MSE,
+    ``relu(1 - MSE / floor)`` with ``floor`` the image's error against the mean image.
+    Pushing below the floor is not rewarded: an anti-correlated reconstruction still carries
+    the input (a fresh attacker just flips it back).
     """
+    floor = torch.as_tensor(floor, dtype=recon.dtype, device=recon.device)
     if metric == "ssim":
         score = ssim_torch(recon, target, reduce=False)
-    else:
-        score = 1.0 - (recon - target).pow(2).flatten(1).mean(1) / max(floor, 1e-12)
-        floor = 0.0
-    return (F.relu(score - floor) / max(1.0 - floor, 1e-6)).mean()
+        return (F.relu(score - floor) / (1.0 - floor).clamp_min(1e-6)).mean()
+    err = (recon - target).pow(2).flatten(1).mean(1)
+    return F.relu(1.0 - err / floor.clamp_min(1e-12)).mean()
+
+
+def constant_floor(x: torch.Tensor, metric: str) -> torch.Tensor:
+    """Each input's score against the constant answer (the mean input): SSIM, or MSE."""
+    mean = x.float().mean(0, keepdim=True).expand_as(x).contiguous()
+    if metric == "ssim":
+        return torch.cat([ssim_torch(mean[i:i + 1024], x[i:i + 1024].float(), reduce=False)
+                          for i in range(0, len(x), 1024)])
+    return (mean - x.float()).pow(2).flatten(1).mean(1)
 
 
 def property_leakage(logits: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -421,14 +432,13 @@ def _proactive(
         def leakage(a: nn.Module, f: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
             return property_leakage(a(f), n_classes)
     else:
-        floor = mean_baseline_mse(x, x) if privacy == "mse" else float(
-            ssim_torch(x.float().mean(0, keepdim=True).expand_as(x).contiguous(), x))
+        floor = constant_floor(x, privacy)
 
         def attacker_loss(a: nn.Module, f: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
             return reconstruction_loss(privacy, a(f), x[idx])
 
         def leakage(a: nn.Module, f: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-            return inversion_leakage(a(f), x[idx], privacy, floor)
+            return inversion_leakage(a(f), x[idx], privacy, floor[idx])
 
     loss = 0.0
     for r in range(fid.n_p):
@@ -462,6 +472,7 @@ def _proactive(
 
 
 __all__ = [
-    "INVERSION_METRICS", "PRIVACY_METRICS", "THREATS", "BatchStandardizer", "check_options", "evaluate_split",
+    "INVERSION_METRICS", "PRIVACY_METRICS", "THREATS", "BatchStandardizer", "check_options", "constant_floor",
+    "evaluate_split",
     "inversion_leakage", "property_leakage", "task_labels", "train_split",
 ]
