@@ -73,8 +73,6 @@ def _watch_parent(interval: float = 0.5) -> None:
 def _init_worker(kwargs: dict, counter, threads: int) -> None:
     global _WORKER
     _watch_parent()
-    import torch
-
     with counter.get_lock():
         index = counter.value
         counter.value += 1
@@ -82,7 +80,9 @@ def _init_worker(kwargs: dict, counter, threads: int) -> None:
         cores = sorted(os.sched_getaffinity(0))
         if len(cores) > 1:
             os.sched_setaffinity(0, {cores[index % len(cores)]})
-    torch.set_num_threads(threads)
+    from privacysplit.threads import configure_threads
+
+    configure_threads(threads)  # never more than the cores this worker is pinned to
     from privacysplit.envs.evaluator import Evaluator
 
     _WORKER = Evaluator(**kwargs)
