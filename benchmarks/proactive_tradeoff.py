@@ -1,0 +1,204 @@
+"""Proactive defence trade-off: accuracy against fresh-attacker leakage as lambda grows.
+
+At a few partition points of a base network (default LeNet on mnist, ``cpu`` fidelity),
+this evaluates the reactive plan (no compression) once and the proactive plan at each
+lambda of ``--lambdas`` (the weight of the in-game attackers' bounded leakage, see
+``privacysplit/attacks/retraining.py``).  Privacy is always measured by a *fresh* attacker
+against the final frozen encoder, exactly as in a search (the partition's attack prior,
+fine-tuned).  ``--reference-lambdas`` re-attacks the proactive encoders of those lambdas
+with the slow reference attacker of ``benchmarks/attack_strength.py`` (whole training
+split, scratch decoders and the prior trained for many epochs, best of all), so the
+shielding is not an artefact of a weak measuring attacker.
+
+Writes ``proactive_tradeoff.csv``, ``proactive_tradeoff.md``, ``proactive_tradeoff.png``
+(accuracy against fresh-attacker SSIM per partition, the reactive point marked) and
+``proactive_grid.png`` (originals, then the fresh attacker's reconstructions of the
+reactive plan and of each lambda) to ``--out``.  With ``--privacy property`` (P2) the
+x axis is the property attacker's accuracy, with the chance level drawn.
+
+Example::
+
+    python benchmarks/proactive_tradeoff.py --partitions 3,5,6 --lambdas 1,4,16,64 \\
+        --out benchmarks/results/proactive_tradeoff
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from privacysplit.attacks import evaluate_split, invert
+from privacysplit.attacks.fitting import release
+from privacysplit.attacks.prior import prior_state
+from privacysplit.data import load_dataset
+from privacysplit.fidelity import get_fidelity
+from privacysplit.models import split
+from privacysplit.training import pretrained_base
+
+FIELDS = ["network", "partition", "layer", "privacy", "threat", "adv_lambda", "accuracy", "leakage", "ssim", "mse",
+          "property_accuracy", "property_chance", "attacker", "score_prior", "score_prior_tuned", "ref_ssim",
+          "ref_mse", "ref_attacker", "train_seconds", "attack_seconds"]
+DATA_SEED = 0
+N_IMG = 6
+
+
+def _reference(enc, prior, data, fid, args) -> dict:
+    train = data.train.take(None, DATA_SEED)
+    val = data.val.take(fid.n_val, DATA_SEED)
+    res = invert(enc, release(enc, train.x, data.normalize), train.x, release(enc, val.x, data.normalize), val.x,
+                 metric=args.privacy, epochs=args.ref_epochs, batch_size=fid.batch_size, lr=fid.decoder_lr,
+                 seed=args.seed, selection="full", prior=prior, prior_epochs=args.ref_prior_epochs)
+    return {"ref_ssim": res.ssim, "ref_mse": res.mse, "ref_attacker": res.attacker}
+
+
+def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
+    torch.set_num_threads(args.threads)
+    data = load_dataset(args.dataset)
+    fid = get_fidelity(args.fidelity)
+    labels = "coarse" if args.privacy == "property" else "fine"
+    base, acc_base = pretrained_base(args.network, data, labels=labels, fidelity=fid, seed=args.seed,
+                                     cache=args.cache)
+    print(f"{args.network}: A_base={acc_base:.3f}", flush=True)
+    rows: list[dict] = []
+    samples: dict = {}
+    x_show = data.val.take(fid.n_val, DATA_SEED).x[:N_IMG]
+    for p in [int(v) for v in args.partitions.split(",")]:
+        prior_encoder = base.sub(0, p + 1)
+        settings = [("reactive", 0.0)] + [("proactive", float(v)) for v in args.lambdas.split(",")]
+        for threat, lam in settings:
+            enc, cloud = split(copy.deepcopy(base), p)
+            t0 = time.perf_counter()
+            out = evaluate_split(enc, cloud, data, fidelity=fid, threat=threat, privacy=args.privacy, seed=args.seed,
+                                 data_seed=DATA_SEED, prior_encoder=prior_encoder, prior_cache=args.cache,
+                                 adv_lambda=lam if threat == "proactive" else None, return_attacker=True)
+            row = {"network": args.network, "partition": p, "layer": str(base.layers[p]), "privacy": args.privacy,
+                   "threat": threat, "adv_lambda": lam if threat == "proactive" else "",
+                   "leakage": out.get("privacy_loss"),
+                   **{k: out.get(k) for k in FIELDS if k in out and k not in ("adv_lambda",)}}
+            if args.privacy != "property" and threat == "proactive" and lam in args.reference_lambdas:
+                prior = prior_state(prior_encoder, data, metric=args.privacy, epochs=fid.prior_epochs,
+                                    batch_size=fid.batch_size, lr=fid.decoder_lr, seed=DATA_SEED,
+                                    cache=args.cache) if fid.prior_epochs > 0 else None
+                row.update(_reference(enc, prior, data, fid, args))
+            if args.privacy != "property" and out.get("attacker_model") is not None:
+                with torch.no_grad():
+                    enc.eval()
+                    samples[(p, threat, lam)] = out["attacker_model"](enc(data.normalize(x_show))).clamp(0, 1)
+            rows.append(row)
+            print(f"p={p} {threat:9s} lambda={lam:<5g} A={row['accuracy']:.3f} leakage={row['leakage']:.4f} "
+                  f"attacker={row.get('attacker')} ref={row.get('ref_ssim', '')} "
+                  f"({time.perf_counter() - t0:.1f} s)", flush=True)
+    samples["original"] = x_show
+    return rows, samples
+
+
+def _tile(x: torch.Tensor) -> np.ndarray:
+    imgs = x.detach().cpu().numpy()
+    imgs = imgs[:, 0] if imgs.shape[1] == 1 else imgs.mean(1)
+    return np.concatenate(list(imgs), axis=1)
+
+
+def write(rows: list[dict], samples: dict, args: argparse.Namespace) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "proactive_tradeoff" if args.privacy != "property" else "proactive_tradeoff_property"
+    with open(out / f"{stem}.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k, "") for k in FIELDS})
+    metric = "property accuracy" if args.privacy == "property" else ("SSIM" if args.privacy == "ssim" else "1-MSE/MSE_mean")
+    fid = get_fidelity(args.fidelity)
+    lines = [f"# Proactive trade-off ({args.network}/{args.dataset}, fidelity `{args.fidelity}`, privacy "
+             f"`{args.privacy}`, seed {args.seed}, {args.threads} thread(s); N_p={fid.n_p}, N_ec={fid.n_ec})", "",
+             f"| p | threat | lambda | accuracy | fresh-attacker {metric} | attacker | reference SSIM | train s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ref = f"{r['ref_ssim']:.3f}" if isinstance(r.get("ref_ssim"), float) else ""
+        lines.append(f"| {r['partition']} | {r['threat']} | {r['adv_lambda']} | {r['accuracy']:.3f} "
+                     f"| {r['leakage']:.3f} | {r.get('attacker', '')} | {ref} | {r.get('train_seconds', 0):.1f} |")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    parts = sorted({r["partition"] for r in rows})
+    for k, p in enumerate(parts):
+        color = f"C{k}"
+        pro = [r for r in rows if r["partition"] == p and r["threat"] == "proactive"]
+        rea = [r for r in rows if r["partition"] == p and r["threat"] == "reactive"]
+        ax.plot([r["leakage"] for r in pro], [r["accuracy"] for r in pro], "o-", color=color,
+                label=f"p={p} proactive")
+        for r in pro:
+            ax.annotate(f"λ={r['adv_lambda']:g}", (r["leakage"], r["accuracy"]), fontsize=7,
+                        textcoords="offset points", xytext=(3, 3))
+        for r in rea:
+            ax.plot(r["leakage"], r["accuracy"], "*", color=color, markersize=14, markeredgecolor="k",
+                    label=f"p={p} reactive")
+    if args.privacy == "property":
+        chance = [r["property_chance"] for r in rows if r.get("property_chance") is not None]
+        if chance:
+            ax.axvline(chance[0], color="gray", ls="--", lw=1, label="chance")
+    ax.set_xlabel(f"fresh attacker's {metric} (lower = more private)")
+    ax.set_ylabel("task accuracy")
+    ax.set_title(f"{args.network}/{args.dataset}: proactive λ sweep ({args.fidelity})", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / f"{stem}.png", dpi=120)
+    plt.close(fig)
+
+    if args.privacy != "property" and len(samples) > 1:
+        keys = [k for k in samples if k != "original"]
+        fig, axes = plt.subplots(len(keys) + 1, 1, figsize=(0.9 * N_IMG + 1, 0.95 * (len(keys) + 1)))
+        axes[0].imshow(_tile(samples["original"]), cmap="gray", vmin=0, vmax=1)
+        axes[0].set_ylabel("original", fontsize=7, rotation=0, ha="right")
+        by_key = {(r["partition"], r["threat"], float(r["adv_lambda"] or 0.0)): r for r in rows}
+        for ax, key in zip(axes[1:], keys, strict=True):
+            p, threat, lam = key
+            r = by_key.get((p, threat, lam), {})
+            ax.imshow(_tile(samples[key]), cmap="gray", vmin=0, vmax=1)
+            label = f"p={p} {threat}" + (f" λ={lam:g}" if threat == "proactive" else "")
+            ax.set_ylabel(f"{label}\nA {r.get('accuracy', 0):.2f} SSIM {r.get('ssim', 0):.2f}", fontsize=6,
+                          rotation=0, ha="right", va="center")
+        for ax in axes:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.tight_layout()
+        fig.savefig(out / "proactive_grid.png", dpi=120)
+        plt.close(fig)
+    print(f"wrote {out}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--network", default="lenet", help="base network")
+    parser.add_argument("--dataset", default="mnist", help="dataset name")
+    parser.add_argument("--fidelity", default="cpu", help="fidelity preset")
+    parser.add_argument("--privacy", default="ssim", choices=["ssim", "mse", "property"], help="privacy metric")
+    parser.add_argument("--partitions", default="3,5,6", help="comma-separated partition indices")
+    parser.add_argument("--lambdas", default="1,4,16,64", help="comma-separated proactive lambdas")
+    parser.add_argument("--reference-lambdas", default="", help="lambdas whose encoders the reference re-attacks")
+    parser.add_argument("--ref-epochs", type=int, default=24, help="epochs of the reference's scratch decoders")
+    parser.add_argument("--ref-prior-epochs", type=int, default=8, help="epochs the reference fine-tunes the prior")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--seed", type=int, default=0, help="evaluation seed")
+    parser.add_argument("--cache", default=None, help="cache folder (base weights, attack priors)")
+    parser.add_argument("--out", default="runs/proactive_tradeoff", help="output folder")
+    args = parser.parse_args(argv)
+    args.reference_lambdas = {float(v) for v in args.reference_lambdas.split(",") if v}
+    write(*run(args), args)
+
+
+if __name__ == "__main__":
+    main()
