@@ -58,9 +58,12 @@ def _watch_parent(interval: float = 0.5) -> None:
     A pool worker blocks reading its task queue, and that read does not fail when the
     driver is SIGKILLed (the pool's other workers keep the pipe open), so without a watcher
     workers of a killed search live on, holding their memory.  ``os._exit`` skips clean-up
-    that could block on the dead driver.
+    that could block on the dead driver.  The driver's pid comes from multiprocessing (not
+    ``os.getppid()`` now), so a driver killed while this worker was still importing is
+    noticed too.
     """
-    parent = os.getppid()
+    parent_process = mp.parent_process()
+    parent = parent_process.pid if parent_process is not None else os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:
