@@ -39,3 +39,53 @@ def test_small_run_writes_every_file(cache_root, tmp_path):
     assert summary["settings"]["budget"] == 4 and summary["version"] and summary["git_commit"]
     assert 0 <= summary["best_known_reward"] <= 1
     assert (out / "best_reward.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _status() -> set[str]:
+    root = SCRIPT.parents[1]
+    out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=root, capture_output=True,
+                         text=True, check=True).stdout
+    return set(out.splitlines())
+
+
+def test_default_output_is_a_new_ignored_folder_with_tensorboard_runs(cache_root):
+    """Without --out nothing tracked (the README's results) is touched: the run lands in a new
+    runs/compare-<time> folder, with TensorBoard scalars and an hparams summary per run."""
+    import shutil
+
+    root = SCRIPT.parents[1]
+    before = _status()
+    env = {**os.environ, "PRIVACYSPLIT_CACHE": cache_root, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--fidelity", "smoke", "--searchers", "random", "--seeds", "2", "--budget", "2",
+         "--partitions", "5", "--techniques", "W1"],
+        capture_output=True, text=True, env=env, timeout=600, cwd=root,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = Path(proc.stdout.strip().splitlines()[-1].split()[1])
+    try:
+        assert out.parent == root / "runs" and out.name.startswith("compare-")
+        new = {line for line in _status() - before if line.startswith("??") or " benchmarks/" in line or " runs/" in line}
+        assert not new, f"the run changed what git sees: {sorted(new)}"
+        for seed in (0, 1):
+            run = out / "tb" / f"random-seed{seed}"
+            events = list(run.glob("events.out.tfevents.*"))
+            assert len(events) >= 2, events  # the search's scalars and the hparams summary
+            from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+            tags = set()
+            for event in events:
+                acc = EventAccumulator(str(event))
+                acc.Reload()
+                tags |= set(acc.Tags()["scalars"])
+            assert {"search/best_reward", "hparam/best_reward"} <= tags, tags
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def test_readme_figures_only_on_request():
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--update-readme-figures", "--out", "x"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and "drop --out" in proc.stderr
+    out = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, check=True).stdout
+    assert "--update-readme-figures" in out and "runs/compare-<time>" in out
