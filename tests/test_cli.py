@@ -65,8 +65,8 @@ def test_static_tables_match_the_live_registries():
     assert cli.THREATS == THREATS and tuple(PRIVACY) == cli.PRIVACY and tuple(RESOURCES) == cli.RESOURCES
     assert tuple(FIDELITIES) == cli.FIDELITY_NAMES
     settings = CompressionSettings()  # the strengths the table quotes
-    assert (settings.rank_fraction, settings.f2_sparsity, settings.w1_sparsity, settings.w2_ratio) == (0.25, 0.5, 0.5, 0.3)
-    assert (settings.c2_expansion, settings.c3_squeeze_ratio) == (2.0, 0.125)
+    assert (settings.rank_fraction, settings.f2_sparsity, settings.w1_sparsity, settings.w2_ratio) == (0.25, 0.75, 0.5, 0.3)
+    assert (settings.c2_expansion, settings.c3_squeeze_ratio, settings.f2_iterations) == (2.0, 0.125, 2)
 
 
 @pytest.mark.parametrize("names", [("lenet", "alexnet", "fcn"), pytest.param(None, marks=pytest.mark.slow)])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
 from torch import nn
 
 from privacysplit.compression.layers import Crop, ReplacedPath
@@ -56,36 +55,40 @@ def geometric_conv(
     return nn.Sequential(Crop(crop), conv)
 
 
-@torch.no_grad()
-def densify_(weight: torch.Tensor) -> torch.Tensor:
-    """Replace exact zeros of a freshly built, trainable ``weight`` by tiny values (1e-6 of
-    its RMS), in place.
+def dilated_3x3(conv: nn.Conv2d) -> tuple[Pair, tuple[int, int, int, int]]:
+    """Dilation and padding ``(left, right, top, bottom)`` that let a 3x3 kernel with the
+    same stride reproduce ``conv``'s output size, for every input size.
 
-    Structured initialisations (an identity depthwise kernel, a zero projection) would
-    otherwise look like pruned weights to the non-zero parameter count (S1), although
-    retraining fills them in; nudging them keeps the count honest and the function the same
-    to within 1e-6.
+    Table 2's C1/C2 use a 3x3 depthwise convolution whatever the replaced kernel.  A larger
+    odd kernel ``k`` keeps its receptive field through dilation ``(k - 1) / 2`` (a 5x5 becomes a
+    3x3 with dilation 2 and the same padding); a 1x1 gets one more pixel of padding on each
+    side; an even kernel (no symmetric match) is padded one pixel more at the right/bottom.
+    Negative values crop.
     """
-    zeros = weight == 0
-    if zeros.any():
-        rms = weight.pow(2).mean().sqrt().clamp_min(1e-3)
-        noise = torch.randn(int(zeros.sum()), dtype=weight.dtype, device=weight.device)
-        weight[zeros] = noise * (1e-6 * rms) + (noise == 0).to(weight.dtype) * 1e-6 * rms
-    return weight
+    kernel, padding, dilation = pair(conv.kernel_size), pair(conv.padding), pair(conv.dilation)
+    dil, pads = [], []
+    for k, p, d in zip(kernel, padding, dilation, strict=True):
+        span = d * (k - 1) + 1  # the replaced kernel's effective extent
+        new = max(1, (span - 1) // 2)
+        total = 2 * p - span + (2 * new + 1)  # padding that keeps (H + 2p - span) fixed
+        dil.append(new)
+        pads.append((total // 2, total - total // 2))
+    (top, bottom), (left, right) = pads
+    return (dil[0], dil[1]), (left, right, top, bottom)
 
 
-def depthwise_kernel(conv: nn.Conv2d) -> tuple[Pair, Pair]:
-    """Kernel and padding of the depthwise convolution that replaces ``conv`` in C1/C2.
-
-    The original kernel where it has spatial extent (a 5x5 stays 5x5, so the output size and
-    the rank-1 initialisation both hold exactly); Table 2's 3x3 (same-padded) for a 1x1
-    convolution, which has nothing to separate and otherwise would get a useless 1x1
-    depthwise scale.
-    """
-    kernel, padding = pair(conv.kernel_size), pair(conv.padding)
-    if kernel == (1, 1):
-        return (3, 3), (padding[0] + 1, padding[1] + 1)
-    return kernel, padding
+def conv_3x3(cin: int, cout: int, like: nn.Conv2d, *, groups: int = 1, bias: bool = False) -> nn.Module:
+    """A 3x3 convolution (dilated and padded by :func:`dilated_3x3`) with ``like``'s stride and
+    output size: a plain ``nn.Conv2d`` where symmetric padding suffices, else
+    ``Sequential(ZeroPad2d, Conv2d)``."""
+    dilation, (left, right, top, bottom) = dilated_3x3(like)
+    stride = pair(like.stride)
+    if left == right >= 0 and top == bottom >= 0:
+        return nn.Conv2d(cin, cout, 3, stride, (top, left), dilation, groups=groups, bias=bias)
+    return nn.Sequential(
+        nn.ZeroPad2d((left, right, top, bottom)),
+        nn.Conv2d(cin, cout, 3, stride, 0, dilation, groups=groups, bias=bias),
+    )
 
 
 def is_replaceable(conv: nn.Module) -> bool:
@@ -128,7 +131,7 @@ def replace_in_block(block: nn.Module, build: Callable[[nn.Conv2d], nn.Module]) 
         virtual = nn.Conv2d(
             block.conv1.in_channels, block.conv3.out_channels, 3, block.stride, 1, bias=False
         ).to(block.conv1.weight.device)
-        return ReplacedPath(build(virtual), block.use_residual)
+        return ReplacedPath(build(virtual), block.use_residual).train(block.training)
     targets = block_targets(block)
     if not targets:
         raise ValueError(

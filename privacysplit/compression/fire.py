@@ -1,7 +1,9 @@
 """C3 (SqueezeNet): a convolution becomes a Fire module.
 
-Structure (:class:`~.layers.Fire`): squeeze 1x1 ``in -> s`` + ReLU, then expand 1x1
-``s -> e1`` and expand 3x3 ``s -> e3`` side by side, concatenated to ``e1 + e3 = out``.  Both
+Structure (:class:`~.layers.Fire`), as SqueezeNet's Fig. 1: squeeze 1x1 ``in -> s`` + ReLU,
+then expand 1x1 ``s -> e1`` + ReLU and expand 3x3 ``s -> e3`` + ReLU side by side,
+concatenated to ``e1 + e3 = out``.  Normalisation as in SqueezeNet (Iandola et al. 2016):
+none -- the original network has no batch norm, only a ReLU after every convolution.  Both
 expand branches take the original stride and the padding (or crop) that reproduces the
 original output size, so a "valid" 5x5 layer (LeNet) keeps its shape.
 

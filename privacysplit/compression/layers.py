@@ -50,24 +50,28 @@ class Crop(nn.Module):
 
 
 class InvertedBottleneck(nn.Module):
-    """C2's structure: 1x1 expand, ReLU6, depthwise, ReLU6, 1x1 linear projection (+ x).
+    """C2's structure, MobileNetV2's inverted residual: 1x1 expand, BN, ReLU6, 3x3 depthwise,
+    BN, ReLU6, 1x1 linear projection, BN (+ x).
 
-    No batch norm inside: the slot's own normalisation (if any) follows the replaced layer,
-    and batch statistics inside a one-layer replacement would make its output depend on the
-    batch during retraining but not in deployment.
+    The batch norms are MobileNetV2's: each convolution is followed by one, and the
+    projection has no activation (the "linear bottleneck").  ``depthwise`` may be a
+    ``Sequential(ZeroPad2d, Conv2d)`` where the replaced geometry needs asymmetric padding.
     """
 
-    def __init__(self, expand: nn.Conv2d, depthwise: nn.Conv2d, project: nn.Conv2d, residual: bool) -> None:
+    def __init__(self, expand: nn.Conv2d, depthwise: nn.Module, project: nn.Conv2d, residual: bool) -> None:
         super().__init__()
         self.expand = expand
+        self.bn1 = nn.BatchNorm2d(expand.out_channels)
         self.depthwise = depthwise
+        self.bn2 = nn.BatchNorm2d(expand.out_channels)
         self.project = project
+        self.bn3 = nn.BatchNorm2d(project.out_channels)
         self.residual = bool(residual)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu6(self.expand(x))
-        y = F.relu6(self.depthwise(y))
-        y = self.project(y)
+        y = F.relu6(self.bn1(self.expand(x)))
+        y = F.relu6(self.bn2(self.depthwise(y)))
+        y = self.bn3(self.project(y))
         return x + y if self.residual else y
 
     def extra_repr(self) -> str:
@@ -75,12 +79,13 @@ class InvertedBottleneck(nn.Module):
 
 
 class Fire(nn.Module):
-    """C3's structure, SqueezeNet's Fire module: squeeze 1x1 + ReLU, expand 1x1 | 3x3.
+    """C3's structure, SqueezeNet's Fire module: squeeze 1x1 + ReLU, then expand 1x1 + ReLU
+    and expand 3x3 + ReLU side by side, concatenated along channels.
 
-    The two expand branches are concatenated along channels.  Stride and any negative
+    As in SqueezeNet (Iandola et al. 2016), every convolution is followed by a ReLU and there
+    is no batch normalisation: the original network has none.  Stride and any negative
     padding (a "valid" 5x5 layer such as LeNet's must lose 2 border pixels) sit in the
-    expand branches, so the output has exactly the replaced convolution's shape.  No ReLU
-    after the expand: the slot's own activation follows, as it followed the convolution.
+    expand branches, so the output has exactly the replaced convolution's shape.
     """
 
     def __init__(
@@ -98,10 +103,10 @@ class Fire(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = F.relu(self.squeeze(x))
         if not self.branches[0]:
-            return self.expand3x3(s)
+            return F.relu(self.expand3x3(s))
         if not self.branches[1]:
-            return self.expand1x1(s)
-        return torch.cat([self.expand1x1(s), self.expand3x3(s)], 1)
+            return F.relu(self.expand1x1(s))
+        return torch.cat([F.relu(self.expand1x1(s)), F.relu(self.expand3x3(s))], 1)
 
 
 class ReplacedPath(nn.Module):

@@ -18,7 +18,8 @@ class ConvReplacement(Compressor):
     A block counts as one layer (the paper's ResNet50 plan puts C2 on bottleneck blocks), so
     the technique reaches into it: every standard convolution with a spatial kernel outside
     the shortcut is rebuilt (see :func:`~.convs.block_targets`); the block's input and output
-    widths, stride and residual link are unchanged.
+    widths, stride and residual link are unchanged.  The new structure takes the replaced
+    module's train/eval mode, so its batch norms behave like the network around them.
     """
 
     replaces = True
@@ -37,5 +38,5 @@ class ConvReplacement(Compressor):
                     f"{self.name} rebuilds a standard nn.Conv2d, got {type(module).__name__}"
                     + (f" with groups={module.groups}" if isinstance(module, nn.Conv2d) else "")
                 )
-            return self.build(module, settings)
-        return replace_in_block(module, lambda conv: self.build(conv, settings))
+            return self.build(module, settings).train(module.training)
+        return replace_in_block(module, lambda conv: self.build(conv, settings).train(conv.training))

@@ -25,9 +25,13 @@ class CompressionSettings:
             ``k (m + n) < m n``; 0.25 keeps the dominant spectrum of a trained layer (the
             classic choice for SVD of fully connected layers, Denton et al.) at about half the
             parameters of a square layer.
-        f2_sparsity: F2 zeroes this fraction of the sparse code matrix (the ``k x n``
-            factor), then refits the dense dictionary to it (one K-SVD-style update).  0.5
-            halves the code factor at little extra error over F1.
+        f2_sparsity: fraction of each K-SVD code column (F2's ``k x n`` factor, ``k`` from
+            ``rank_fraction``) that is zero: every column keeps at most
+            ``round((1 - f2_sparsity) k)`` non-zeros, chosen by orthogonal matching pursuit.
+        f2_iterations: K-SVD iterations of F2 (sparse coding, then the atom-by-atom
+            dictionary update), started from the SVD.  The first coding is closed-form
+            (the SVD dictionary is orthonormal); each further iteration runs one OMP over
+            every column, the cost that matters (see :mod:`~privacysplit.compression.lowrank`).
         w1_sparsity: W1 zeroes this fraction of each weight tensor, smallest magnitudes first
             (Han et al. prune about 50-65 % of convolution weights without loss after
             retraining; 0.5 stays recoverable within the ``cpu`` fidelity's short retraining).
@@ -51,7 +55,8 @@ class CompressionSettings:
     """
 
     rank_fraction: float = 0.25
-    f2_sparsity: float = 0.5
+    f2_sparsity: float = 0.75
+    f2_iterations: int = 2
     w1_sparsity: float = 0.5
     w2_ratio: float = 0.3
     c2_expansion: float = 2.0
@@ -78,6 +83,10 @@ class CompressionSettings:
         if isinstance(self.distill_samples, bool) or not isinstance(self.distill_samples, int) or self.distill_samples < 1:
             raise ValueError(
                 f"CompressionSettings.distill_samples must be a positive integer, got {self.distill_samples!r}"
+            )
+        if isinstance(self.f2_iterations, bool) or not isinstance(self.f2_iterations, int) or self.f2_iterations < 0:
+            raise ValueError(
+                f"CompressionSettings.f2_iterations must be a non-negative integer, got {self.f2_iterations!r}"
             )
         if not isinstance(self.c2_expansion, (int, float)) or self.c2_expansion <= 0:
             raise ValueError(

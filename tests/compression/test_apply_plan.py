@@ -176,6 +176,7 @@ def test_apply_plan_is_fast_on_lenet():
     for _ in range(5):
         apply_plan(net, plan)
     assert (time.perf_counter() - start) / 5 < 0.05
+    # distillation: ~0.2 s on one idle core (C2's three batch norms fit with batch statistics)
     start = time.perf_counter()
     apply_plan(net, plan, calib=x, distill_steps=20)
-    assert time.perf_counter() - start < 0.5
+    assert time.perf_counter() - start < 1.0

@@ -30,15 +30,16 @@ def test_base_counts(lenet):
 
 
 def test_c1_depthwise_separable(lenet):
-    # depthwise 1x5x5 = 25 (no bias) + pointwise 6x1 + 6 bias = 37
-    assert _layer(lenet, "0 | 0:C1", 0) == (37, 25 * 784 + 6 * 784)
+    # depthwise 3x3 (dilation 2) 1x9 = 9, BN 2, pointwise 6x1 = 6 (no bias), BN 12 -> 29
+    assert _layer(lenet, "0 | 0:C1", 0) == (29, 9 * 784 + 6 * 784)
 
 
 def test_c2_inverted_residual(lenet):
-    # hidden = 2 x 1: expand 1x2 = 2, depthwise 2x25 = 50, project 2x6 + 6 = 18 -> 70
+    # hidden = 2 x 1: expand 1x2 = 2, BN 4, depthwise 3x3 2x9 = 18, BN 4, project 2x6 = 12,
+    # BN 12 -> 52 (no conv biases: each convolution is followed by a batch norm)
     params, macs = _layer(lenet, "0 | 0:C2", 0)
-    assert params == 70
-    assert macs == 2 * 1024 + 50 * 784 + 12 * 784
+    assert params == 52
+    assert macs == 2 * 1024 + 18 * 784 + 12 * 784
 
 
 def test_c3_fire(lenet):
@@ -75,18 +76,19 @@ def test_f1_svd(lenet):
     assert torch.allclose(approx, best, atol=1e-5)
 
 
-def test_f2_sparse_svd(lenet):
-    # as F1 with half of the 30x400 codes zeroed: 6,000 + 3,600 + 120 = 9,720 non-zero
-    assert _layer(lenet, "6 | 6:F2", 6, nonzero=True) == (9_720, 15_600)
+def test_f2_ksvd(lenet):
+    # k = 30 atoms of 120 (dense dictionary 3,600), codes 30 x 400 with
+    # round(0.25 x 30) = 8 non-zeros per column (3,200), bias 120 -> 6,920 non-zero
+    assert _layer(lenet, "6 | 6:F2", 6, nonzero=True) == (6_920, 15_600)
     assert isinstance(apply_plan(lenet, "6 | 6:F2")[0].body[6], nn.Sequential)
 
 
-def test_c1_on_a_1x1_conv_starts_as_the_original_and_grows_by_9_in():
+def test_c1_on_a_1x1_conv_grows_by_its_depthwise_and_batch_norms():
     conv = nn.Conv2d(8, 32, 1)
     from privacysplit.compression import CompressionSettings, get
     from privacysplit.models import LayerSpec
 
     new = get("C1").transform(conv, LayerSpec("conv", 1, 1, 0, 8, 32), CompressionSettings())
-    x = torch.randn(2, 8, 6, 6)
-    assert torch.allclose(new(x), conv(x), atol=1e-4)
-    assert count_params(new) == count_params(conv) + 9 * 8
+    assert new(torch.randn(2, 8, 6, 6)).shape == (2, 32, 6, 6)
+    # depthwise 9 x 8, BN 2 x 8, pointwise 8 x 32 (no bias), BN 2 x 32
+    assert count_params(new) == 72 + 16 + 256 + 64 == count_params(conv) - 32 + 9 * 8 + 2 * 8 + 2 * 32
