@@ -11,6 +11,7 @@ the resource metric or the thresholds never forces a re-evaluation.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -25,7 +26,7 @@ from privacysplit.attacks import evaluate_split
 from privacysplit.compression import CompressionSettings, apply_plan
 from privacysplit.data import Dataset
 from privacysplit.data.tensors import resolve_dataset
-from privacysplit.envs.cache import EvalCache
+from privacysplit.envs.cache import CacheError, EvalCache
 from privacysplit.envs.executor import EXECUTORS, Executor, make_executor, measure_safely
 from privacysplit.envs.reward import Reward, Thresholds
 from privacysplit.envs.space import SearchSpace
@@ -408,7 +409,8 @@ class Evaluator:
         finally:  # interrupted: give up the marks of plans that did not finish
             for plan, text in zip(plans, texts, strict=True):
                 if text not in found:
-                    self.cache.release(self.key(plan))
+                    with contextlib.suppress(CacheError):  # never hide the interruption itself
+                        self.cache.release(self.key(plan))
 
     def _info(self, plan: Plan, metrics: dict, hit: bool, seconds: float) -> dict:
         info = dict(metrics)
