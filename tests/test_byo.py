@@ -196,3 +196,18 @@ def test_cli_layers_for_a_factory_file(tmp_path, capsys):
     assert "| 3 | linear(5408->10) | Linear | 10 | 54,090 | F1, F2, W1 |" in out
     assert main(["layers", "--base", f"{tmp_path / 'mynet.py'}:nope"]) == 2
     assert "has no 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_worker_processes_rebuild_the_users_network(cache):
+    """Workers get the module and tensors pickled and score plans as in-process does."""
+    data = tensors((1, 28, 28), n=60, nt=10)
+    plans = ["3 | 0:W1", "5 | 0:C3 3:W2", "10 | none"]
+    ev = Evaluator(cnn(1), data, fidelity="smoke", cache=cache, executor="process", workers=2)
+    try:
+        infos = ev.evaluate_many(plans)
+    finally:
+        ev.close()
+    ref = Evaluator(cnn(1), data, fidelity="smoke", cache="off")
+    assert [i["reward"] for i in infos] == [ref.evaluate(p)["reward"] for p in plans]
+    assert all(not i.get("error") for i in infos)
