@@ -55,7 +55,8 @@ TECHNIQUE_NAMES = tuple(t[0] for t in TECHNIQUES)
 
 #: searchers of ``privacysplit.agents.AGENTS`` usable from the command line (``sb3`` needs a
 #: model object, so it is library-only); a test checks this against the registry.
-AGENT_NAMES = ("bilstm", "random", "exhaustive", "evolution", "tpe", "ppo", "a2c", "maskable_ppo")
+AGENT_NAMES = ("bilstm", "random", "exhaustive", "evolution", "tpe", "ppo", "a2c", "maskable_ppo",
+               "successive_halving", "hyperband")
 
 #: datasets that ship with the package; every other dataset reads files under --data-root
 EMBEDDED_DATASETS = ("mnist", "digits")
@@ -311,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agent", default="bilstm", metavar="AGENT",
                    help=f"searcher: {', '.join(AGENT_NAMES)}; default bilstm")
     p.add_argument("--budget", type=int, default=200,
-                   help="plan evaluations (cache hits count); default 200 (about 15 min for lenet at cpu fidelity on 2 cores)")
+                   help="plan evaluations (cache hits count); default 200 (about 10 min for lenet at cpu fidelity on 2 idle cores)")
     p.add_argument("--max-seconds", type=float, default=None, help="also stop after this much wall time")
     p.add_argument("--workers", type=int, default=1, help="parallel evaluation workers; default 1")
     p.add_argument("--executor", default=None, choices=("inprocess", "process", "ray"),

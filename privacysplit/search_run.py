@@ -181,7 +181,8 @@ def _run_search(args: argparse.Namespace, evaluator):
     out = Path(args.out)
     settings = _settings(args)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "run.json").write_text(json.dumps({"settings": settings, "cache": str(evaluator.cache.path),
+    cache = None if evaluator.cache.path is None else str(evaluator.cache.path)
+    (out / "run.json").write_text(json.dumps({"settings": settings, "cache": cache,
                                               "data_root": args.data_root, "profile": args.profile,
                                               "weights": getattr(args, "weights", None)}, indent=2))
     if not args.resume:
@@ -286,7 +287,7 @@ def summary_text(args: argparse.Namespace, result) -> str:
         f"{result.evaluations} evaluations ({result.cache_hits} from the cache, {result.unique_plans} distinct plans) "
         f"in {result.seconds:.0f} s at {args.fidelity} fidelity; stopped by {result.stop_reason or 'budget'}.",
         f"Written to {out}/:",
-        *[f"  {name:<16} {what}" for name, what in files],
+        *[f"  {name:<24} {what}" for name, what in files],
         "Export the best plan" + (" (its kept weights, no retraining):" if kept else " (retrains it):"),
         f"  privacysplit export --run {out} --out {out / 'export'}",
     ]

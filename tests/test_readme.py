@@ -113,3 +113,35 @@ def test_every_terminal_info_key_is_documented(tmp_path):
     missing_doc = sorted(k for k in documented if f"``{k}``" not in doc)
     assert not missing_readme, f"terminal info keys missing from the README: {missing_readme}"
     assert not missing_doc, f"terminal info keys missing from the env docstring: {missing_doc}"
+
+
+#: what the README's TensorBoard paragraph promises each searcher logs (besides search/*)
+LOSS_TAGS = {
+    "bilstm": {"losses/policy", "losses/partition", "losses/compression", "losses/entropy_partition",
+               "losses/entropy_compression"},
+    "maskable_ppo": {"losses/policy", "losses/value_loss", "losses/entropy_loss"},
+    "random": set(),
+    "evolution": set(),
+}
+SEARCH_TAGS = {"search/reward", "search/accuracy", "search/privacy_loss", "search/resource", "search/best_reward",
+               "search/cache_hit"}
+
+
+@pytest.mark.parametrize("agent", sorted(LOSS_TAGS))
+def test_searchers_log_the_tags_the_readme_names(agent, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from privacysplit.agents import make_agent, table_env
+
+    for tag in SEARCH_TAGS | LOSS_TAGS[agent]:
+        assert f"`{tag}`" in README, tag
+    env = table_env("lenet", techniques=["W1", "F1"], partitions=[5, 7, 9])
+    options = {"rollout_episodes": 2, "batch_episodes": 1} if agent == "maskable_ppo" else {}
+    make_agent(agent, seed=0, **options).search(env, 12, log_dir=str(tmp_path), progress=False)
+    tags = set()
+    for event in tmp_path.glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(event))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    assert SEARCH_TAGS | LOSS_TAGS[agent] <= tags, sorted(tags)
+    assert not {t for t in tags if t.startswith("losses/")} - LOSS_TAGS[agent], "a loss tag the README does not name"
