@@ -211,3 +211,16 @@ def test_worker_processes_rebuild_the_users_network(cache):
     ref = Evaluator(cnn(1), data, fidelity="smoke", cache="off")
     assert [i["reward"] for i in infos] == [ref.evaluate(p)["reward"] for p in plans]
     assert all(not i.get("error") for i in infos)
+
+
+def test_weights_for_a_pool_network(tmp_path, cache):
+    from privacysplit.models import build
+
+    data = tensors((1, 32, 32), n=60, nt=10)
+    torch.manual_seed(3)
+    lenet = build("lenet", num_classes=4, input_shape=(1, 32, 32))
+    torch.save(lenet.state_dict(), tmp_path / "lenet.pt")
+    ev = Evaluator("lenet", data, weights=str(tmp_path / "lenet.pt"), fidelity="smoke", cache=cache)
+    assert ev.base_name.startswith("lenet-") and ev.base_name != "lenet"
+    base, _ = ev.base()
+    assert all(torch.equal(a, b) for a, b in zip(base.state_dict().values(), lenet.state_dict().values(), strict=True))
