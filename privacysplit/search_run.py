@@ -89,6 +89,14 @@ def prepare_run(args: argparse.Namespace) -> None:
     if args.resume and not run_file.exists():
         raise FileNotFoundError(f"nothing to resume: {run_file} does not exist (run without --resume first)")
     lock_out(out)
+    try:
+        _check_run_file(args, run_file, settings)
+    except BaseException:
+        unlock_out(out)  # a refused run holds nothing
+        raise
+
+
+def _check_run_file(args: argparse.Namespace, run_file: Path, settings: dict) -> None:
     if args.resume:
         if not run_file.exists():
             raise FileNotFoundError(f"nothing to resume: {run_file} does not exist (run without --resume first)")
@@ -100,7 +108,7 @@ def prepare_run(args: argparse.Namespace) -> None:
         if diff:
             raise ValueError(f"--resume with different settings than {run_file}: {'; '.join(diff)}")
     elif run_file.exists():
-        raise ValueError(f"{out} already holds a search; pass --resume to continue it or choose another --out")
+        raise ValueError(f"{run_file.parent} already holds a search; pass --resume to continue it or choose another --out")
 
 
 class KeepBestWeights:

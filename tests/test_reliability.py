@@ -290,3 +290,15 @@ def test_budget_zero_writes_nothing(cache_root, tmp_path, capsys):
     code, err = _cli(capsys, "search", "--fidelity", "smoke", "--budget", "0", "--out", str(out))
     assert code == 2 and "--budget must be a positive integer" in err
     assert not out.exists()
+
+
+def test_a_refused_run_does_not_keep_its_folder_locked(cache_root, tmp_path, capsys):
+    from privacysplit.search_run import _LOCKS
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text('{"settings": {}}')
+    code, err = _cli(capsys, *_search_args(out))  # a new search where one exists: refused
+    assert code == 2 and "already holds a search" in err
+    assert _LOCKS == {}
+    FolderLock(out).acquire().release()  # free for the next process
