@@ -247,10 +247,10 @@ def resolve_base(
         digest = fingerprint(net)
         return BaseSource(f"{base}-{digest[:12]}", net, weights=origin, fingerprint=digest)
     if isinstance(base, str):
-        module = load_factory(base)
+        module = load_factory(base).cpu()
         label = base.rpartition(":")[2].lower()
     elif isinstance(base, nn.Module):
-        module = copy.deepcopy(base)
+        module = copy.deepcopy(base).cpu()  # trained and moved to ``device`` later, as a copy
         label = type(base).__name__.lower()
     else:
         raise ValueError(
@@ -349,7 +349,8 @@ def layers_report(base, input_shape, *, weights=None, num_classes: int = 10) -> 
         if weights is not None:
             load_weights(net, weights)
     else:
-        module = load_factory(base) if isinstance(base, str) else base
+        module = load_factory(base) if isinstance(base, str) else copy.deepcopy(base)
+        module = module.cpu()
         if weights is not None:
             load_weights(module, weights)
         label = base.rpartition(":")[2] if isinstance(base, str) else type(module).__name__
