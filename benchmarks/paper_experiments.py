@@ -16,6 +16,7 @@ or another one that needs the same plans, costs nothing.
     python benchmarks/paper_experiments.py thresholds --base lenet --budget 60
     python benchmarks/paper_experiments.py grid --base lenet
     python benchmarks/paper_experiments.py table11 --budget 12
+    python benchmarks/paper_experiments.py latency_profiles --nets alexnet,vgg11
 """
 
 from __future__ import annotations
@@ -57,10 +58,21 @@ def write(out: Path, name: str, header: list[str], rows: list[list], notes: str)
     print(text, flush=True)
 
 
+def fidelity_arg(text: str):
+    """``--fidelity``: a preset name, or a JSON object of :class:`~privacysplit.Fidelity`
+    fields for a reduced run (``'{"name": "cpu-small", "n_train": 1000, "prior_epochs": 4}'``)."""
+    return json.loads(text) if text.lstrip().startswith("{") else text
+
+
+def fidelity_label(text: str) -> str:
+    fid = fidelity_arg(text)
+    return fid.get("name", "custom") + " " + json.dumps({k: v for k, v in fid.items() if k != "name"}) if isinstance(fid, dict) else fid
+
+
 def evaluator(args, base: str, **kw):
     from privacysplit.envs.evaluator import Evaluator
 
-    kw.setdefault("fidelity", args.fidelity)
+    kw.setdefault("fidelity", fidelity_arg(args.fidelity))
     kw.setdefault("cache", str(Path(args.out) / "evals.sqlite"))
     if args.workers > 1:
         kw.update(executor="process", workers=args.workers)
@@ -156,6 +168,33 @@ def table3(args) -> None:
     write(Path(args.out), "table3", ["techniques (partition 12)", "CR", "A", "dA", "CR paper", "A paper", "dA paper"], rows,
           f"# Table 3: compression combinations on AlexNet ({args.dataset}, {args.fidelity} fidelity; "
           f"A_base {acc_base:.4f}; the paper: CIFAR-10, A_base 0.8679)")
+
+
+def latency_profiles(args) -> None:
+    """S3 of every proper split (partition before the last layer, uncompressed) of each
+    ``--nets`` network under each shipped device profile.  No training: cost model only."""
+    from privacysplit.data import load_dataset
+    from privacysplit.models import CostModel, build, resource_savings
+    from privacysplit.models.profiles import get_profile, list_profiles
+
+    data = load_dataset(args.dataset)
+    rows = []
+    for net_name in args.nets.split(","):
+        net = build(net_name, num_classes=data.num_classes("fine"), input_shape=data.input_shape)
+        for name in list_profiles():
+            cm = CostModel(net, get_profile(name))
+            total = cm.total()
+            s3 = {p: resource_savings(cm.encoder_cost(p), total)["S3"] for p in range(len(net) - 1)}
+            best = max(s3, key=lambda p: (s3[p], -p))
+            positive = " ".join(f"{p}:{v:.3f}" for p, v in s3.items() if v > 0) or "none (S3 = 0 everywhere)"
+            rows.append([net_name, name, 1e3 * total.latency_s, f"{best} ({net.layers[best].type})" if s3[best] > 0 else "-", s3[best],
+                         sum(v > 0 for v in s3.values()), len(s3), positive])
+    write(Path(args.out), "s3_by_partition",
+          ["network", "profile", "T(total) ms", "best proper split", "its S3", "splits with S3 > 0", "proper splits",
+           "partition:S3 where S3 > 0"], rows,
+          f"# S3 by partition under each device profile ({args.dataset} input shape, uncompressed splits)\n\n"
+          "S3 = max(0, 1 - (T_e + T_t) / T(total)) from `privacysplit.models.profiles`.  S3 = 0 is the physics where "
+          "sending a partition's features takes longer than finishing the network on the device.")
 
 
 def _search(args, ev, agent: str, budget: int, seed: int = 0, **agent_kw):
@@ -286,7 +325,7 @@ def table11(args) -> None:
     write(Path(args.out), f"table11_alexnet_{args.profile}",
           ["searcher", "resource", "best plan", "params (x1e6)", "MACs (x1e6)", "latency (ms, modelled)", "A", "P", "S", "R",
            "evaluations", "paper params", "paper MACs", "paper latency (s)", "paper R"], rows,
-          f"# Table 11: AlexNet with the `{args.profile}` device profile ({args.dataset}, {args.fidelity} fidelity, reactive, "
+          f"# Table 11: AlexNet with the `{args.profile}` device profile ({args.dataset}, {fidelity_label(args.fidelity)} fidelity, reactive, "
           f"budget {args.budget} evaluations per search)\n\n"
           f"Encoder parameters (non-zero) and MACs, and the modelled per-image latency T_e + T_t of the best plan; the whole "
           f"network on the device: {t.params / 1e6:.3f} M parameters, {t.macs / 1e6:.2f} M MACs, {1e3 * t.latency_s:.3f} ms.  "
@@ -423,7 +462,7 @@ def _tile(x) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("experiment", choices=["fig4", "table3", "baselines", "noise", "adversarial", "transfer", "thresholds", "grid",
-                                               "table11"])
+                                               "table11", "latency_profiles"])
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--fidelity", default="cpu")
     parser.add_argument("--device", default="cpu")

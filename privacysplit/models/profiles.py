@@ -44,7 +44,8 @@ Shipped profiles (:data:`PROFILES`; ``DeviceProfile.load(name)``):
     key.  The uplink is assumed (100 Mbit/s, the same link as ``jetson_tx2``, so the two
     differ only in compute).  Save it (``DeviceProfile.load("host").save("host.json")``)
     and pass the file to reproduce numbers on another day: measurements on a shared machine
-    move by tens of percent.
+    move by tens of percent, and they use torch's thread count -- on this 2-core machine
+    under heavy load, two threads measured VGG11's T(total) at 261 ms against 3.5 ms with one.
 
 Limits of the model: one rate per layer type, so a depthwise or grouped convolution (C1, C2)
 is credited with its full MAC saving, although real devices run depthwise convolutions far
