@@ -11,6 +11,14 @@ Regret = optimum - best reward found within the budget.  Writes ``table.csv``,
     python benchmarks/reward_table.py --fidelity cpu --seeds 10            # measured once, longer
 
 ``--synthetic`` skips step 1 and uses the synthetic table instead (no training).
+
+Multi-fidelity: ``--low-fidelities`` names cheaper fidelities (a preset, or a preset with
+fields changed: ``cpu:n_train=500:n_d=2``); each is measured over the same plans, and its
+Spearman rank correlation with the target reward (``scipy.stats.spearmanr``) and its cost
+ratio (median ``eval_seconds`` over the target's) go to the summary.  The multi-fidelity
+searchers (``successive_halving``, ``hyperband``) screen at ``--screen-fidelity`` (default:
+the last low fidelity) through a table env of that fidelity; their budgets count
+target-fidelity-equivalent compute, the others' target evaluations.
 """
 
 from __future__ import annotations
@@ -33,13 +41,47 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--resource", default="params", help="params, macs or latency")
     p.add_argument("--techniques", default="W1,W2,C1,F1", help="comma-separated technique subset")
     p.add_argument("--partitions", default="2,5,7,9", help="comma-separated allowed partitions")
-    p.add_argument("--searchers", default="random,bilstm,maskable_ppo,ppo,evolution,tpe", help="comma-separated agents")
+    p.add_argument("--searchers", default="random,bilstm,maskable_ppo,ppo,evolution,tpe,successive_halving,hyperband",
+                   help="comma-separated agents")
     p.add_argument("--seeds", type=int, default=10, help="seeds per searcher")
     p.add_argument("--budgets", default="10,25,50", help="comma-separated budgets (the largest is each run's budget)")
     p.add_argument("--workers", type=int, default=1, help="process-pool workers that measure the table")
+    p.add_argument("--low-fidelities", default="smoke",
+                   help="comma-separated cheaper fidelities to rank-correlate (preset or preset:field=value:...); "
+                        "'none' for none")
+    p.add_argument("--screen-fidelity", default=None,
+                   help="low fidelity the multi-fidelity searchers screen at (default: the last of --low-fidelities)")
+    p.add_argument("--cost-ratio", type=float, default=None,
+                   help="compute of a low evaluation in target evaluations (default: the tables' median eval_seconds ratio)")
     p.add_argument("--synthetic", action="store_true", help="use the synthetic table (no training)")
     p.add_argument("--out", default="benchmarks/results/reward_table", help="output folder")
     return p.parse_args(argv)
+
+
+#: searchers whose budget is target-fidelity-equivalent compute (they need a low-fidelity table)
+MULTI_FIDELITY = ("successive_halving", "hyperband")
+
+
+def parse_fidelity(spec: str):
+    """A preset name, or ``preset:field=value:...`` (a custom fidelity named after the spec)."""
+    from privacysplit.fidelity import FIDELITIES, get_fidelity
+
+    preset, *changes = spec.split(":")
+    if not changes:
+        return get_fidelity(preset)
+    if preset not in FIDELITIES:
+        raise SystemExit(f"unknown fidelity preset {preset!r}; valid presets: {', '.join(FIDELITIES)}")
+    fields = {}
+    for change in changes:
+        key, _, value = change.partition("=")
+        fields[key] = None if value == "None" else (float(value) if "." in value else int(value))
+    name = preset + "-" + "-".join(f"{k}{fields[k]}" for k in fields)
+    return FIDELITIES[preset].with_(name=name, **fields)
+
+
+def spec_label(spec: str) -> str:
+    """A file-name-safe label of a fidelity spec."""
+    return spec.replace(":", "-").replace("=", "")
 
 
 def table_path(args, evaluator, out: Path) -> Path:
@@ -49,38 +91,82 @@ def table_path(args, evaluator, out: Path) -> Path:
     space = evaluator.space
     identity = json.dumps([evaluator.config(), list(space.techniques), list(space.partitions)], sort_keys=True, default=str)
     tag = hashlib.sha256(identity.encode()).hexdigest()[:10]
-    return out / f"table_{args.base}_{args.dataset}_{args.fidelity}_{tag}.csv"
+    return out / f"table_{args.base}_{args.dataset}_{spec_label(args.fidelity)}_{tag}.csv"
 
 
-def load_table(args, out: Path):
-    """The measured table: read from ``out/table.csv`` or measured now."""
-    from privacysplit.agents.table import TableEvaluator
+def load_table(args, out: Path, fidelity: str | None = None):
+    """The measured table at ``fidelity`` (default ``--fidelity``): read from its CSV in
+    ``out`` or measured now."""
+    low = fidelity is not None  # a synthetic low fidelity is the same reward, noisier
+    if fidelity is not None:
+        args = argparse.Namespace(**{**vars(args), "fidelity": fidelity})
+    from privacysplit.agents.table import TABLE_COLUMNS, TableEvaluator
     from privacysplit.envs.evaluator import Evaluator
 
     techniques = args.techniques.split(",")
     partitions = [int(p) for p in args.partitions.split(",")]
-    evaluator = Evaluator(args.base, args.dataset, fidelity=args.fidelity, privacy=args.privacy,
+    evaluator = Evaluator(args.base, args.dataset, fidelity=parse_fidelity(args.fidelity), privacy=args.privacy,
                           resource=args.resource, techniques=techniques, partitions=partitions,
                           cache=str(out / "evals.sqlite"), executor="process" if args.workers > 1 else "inprocess",
                           workers=args.workers)
-    if args.synthetic:
-        return TableEvaluator.synthetic(evaluator.space)
+    if args.synthetic:  # the low fidelity: the same synthetic reward with more noise
+        return TableEvaluator.synthetic(evaluator.space, noise=0.3 if low else 0.02)
     path = table_path(args, evaluator, out)
     if path.exists():
         table = TableEvaluator.from_csv(path, evaluator.space)
         if len(table) == evaluator.space.count():
             return table
     table = TableEvaluator.from_evaluator(evaluator, progress=True)
-    table.to_csv(path)
+    table.to_csv(path, TABLE_COLUMNS + ("eval_seconds",))  # eval_seconds: the fidelities' cost ratio
     return table
+
+
+def rank_correlation(low, table) -> dict:
+    """How well the low fidelity ranks the target's plans, and what it costs."""
+    from scipy.stats import spearmanr
+
+    plans = sorted(table.rows)
+    out = {}
+    for key in ("reward", "accuracy", "privacy_loss"):
+        a = [float(low.rows[p].get(key, np.nan)) for p in plans]
+        b = [float(table.rows[p].get(key, np.nan)) for p in plans]
+        out[f"spearman_{key}"] = float(spearmanr(a, b, nan_policy="omit").statistic)
+    order = sorted(plans, key=lambda p: -float(low.rows[p]["reward"]))
+    best_plan, _ = table.optimum()
+    out["optimum_rank_at_low"] = order.index(best_plan) + 1
+    low_s, high_s = (_median_seconds(t) for t in (low, table))
+    out["median_eval_seconds"] = low_s
+    out["cost_ratio"] = None if low_s is None or high_s is None else low_s / high_s
+    return out
+
+
+def _median_seconds(table) -> float | None:
+    seconds = [float(r["eval_seconds"]) for r in table.rows.values() if isinstance(r.get("eval_seconds"), float)]
+    return float(np.median(seconds)) if seconds else None
+
+
+def run_searcher(name: str, seed: int, table, low, args, budget: int):
+    """One search on a fresh table env; regret is read per budget with ``best_at``
+    (target evaluations) or ``best_within`` (compute, for multi-fidelity searchers)."""
+    from privacysplit.agents import make_agent
+    from privacysplit.agents.table import TableEvaluator, table_env
+
+    env = table_env(args.base, table=TableEvaluator(table.space, table.rows, name=table.name))
+    if name in MULTI_FIDELITY:
+        if low is None:
+            raise SystemExit(f"searcher {name} needs a low fidelity (--low-fidelities)")
+        agent = make_agent(name, seed=seed, cost_ratio=args.cost_ratio,
+                           low_env=TableEvaluator(low.space, low.rows, name=low.name))
+        result = agent.search(env, budget, progress=False)
+        return result, result.best_within
+    result = make_agent(name, seed=seed).search(env, budget, progress=False)
+    return result, result.best_at
 
 
 def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from privacysplit.agents import make_agent
-    from privacysplit.agents.table import TableEvaluator, table_env
 
     args = parse_args(argv)
     out = Path(args.out)
@@ -88,38 +174,87 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     table = load_table(args, out)
     measure_seconds = time.perf_counter() - t0
+    lows = {}
+    for spec in [] if args.low_fidelities == "none" else args.low_fidelities.split(","):
+        t1 = time.perf_counter()
+        lows[spec] = load_table(args, out, spec)
+        print(f"low fidelity {spec}: {len(lows[spec])} plans ({time.perf_counter() - t1:.0f} s)", flush=True)
+    screen = args.screen_fidelity or (list(lows)[-1] if lows else None)
+    if screen is not None and screen not in lows:
+        lows[screen] = load_table(args, out, screen)
     best_plan, optimum = table.optimum()
     budgets = sorted(int(b) for b in args.budgets.split(","))
+    correlations = {spec: rank_correlation(low, table) for spec, low in lows.items()}
+    if screen is not None and args.cost_ratio is None:
+        args.cost_ratio = correlations[screen]["cost_ratio"] if not args.synthetic else 0.1
     summary: dict = {"settings": vars(args), "plans": len(table), "optimum": optimum, "optimum_plan": best_plan,
-                     "median_plan_reward": table.quantile(0.5), "table_seconds": measure_seconds, "searchers": {}}
+                     "median_plan_reward": table.quantile(0.5), "table_seconds": measure_seconds,
+                     "target_median_eval_seconds": _median_seconds(table),
+                     "low_fidelities": correlations, "screen_fidelity": screen, "searchers": {}}
+    for spec, c in correlations.items():
+        print(f"{spec} vs {args.fidelity}: Spearman reward {c['spearman_reward']:.3f} (accuracy "
+              f"{c['spearman_accuracy']:.3f}, privacy {c['spearman_privacy_loss']:.3f}); target optimum ranked "
+              f"{c['optimum_rank_at_low']} at {spec}; cost ratio {c['cost_ratio']}", flush=True)
     for name in args.searchers.split(","):
         regrets = {b: [] for b in budgets}
+        counts = []
         t1 = time.perf_counter()
         for seed in range(args.seeds):
-            env = table_env(args.base, table=TableEvaluator(table.space, table.rows, name=table.name))
-            result = make_agent(name, seed=seed).search(env, budgets[-1], progress=False)
+            result, best = run_searcher(name, seed, table, lows.get(screen), args, budgets[-1])
             for b in budgets:
-                regrets[b].append(optimum - result.best_at(b))
+                regrets[b].append(optimum - best(b))
+            if name in MULTI_FIDELITY:
+                counts.append((result.low_evaluations, result.high_evaluations, result.compute))
         summary["searchers"][name] = {
+            "budget_unit": "compute" if name in MULTI_FIDELITY else "evaluations",
             "median_regret": {str(b): float(np.median(r)) for b, r in regrets.items()},
             "found_optimum": {str(b): int(sum(x <= 1e-12 for x in r)) for b, r in regrets.items()},
             "seconds": time.perf_counter() - t1,
         }
+        if counts:
+            low_n, high_n, compute = (float(np.median(c)) for c in zip(*counts, strict=True))
+            summary["searchers"][name].update(median_low_evaluations=low_n, median_high_evaluations=high_n,
+                                              median_compute=compute)
         cells = "  ".join(f"@{b}: {np.median(r):.4f} ({sum(x <= 1e-12 for x in r)}/{args.seeds})" for b, r in regrets.items())
-        print(f"{name:13s} median regret {cells}", flush=True)
+        print(f"{name:18s} median regret {cells}", flush=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    header = "| searcher | " + " | ".join(f"regret@{b} (optimum found)" for b in budgets) + " |"
+    (out / "summary.md").write_text("\n".join(summary_lines(args, summary, budgets, screen)) + "\n")
+    print((out / "summary.md").read_text())
+    return 0
+
+
+def summary_lines(args, summary: dict, budgets: list[int], screen: str | None) -> list[str]:
     lines = [f"# Searchers on a {'synthetic' if args.synthetic else 'measured'} reward table: {args.base}/{args.dataset}, "
              f"{args.fidelity} fidelity, P={args.privacy}, S={args.resource}", "",
-             f"{len(table)} plans (techniques {args.techniques}, partitions {args.partitions}); optimum "
-             f"`{best_plan}` reward {optimum:.4f}, median plan {table.quantile(0.5):.4f}; {args.seeds} seeds.", "",
-             header, "|" + "---|" * (len(budgets) + 1)]
+             f"{summary['plans']} plans (techniques {args.techniques}, partitions {args.partitions}); optimum "
+             f"`{summary['optimum_plan']}` reward {summary['optimum']:.4f}, median plan "
+             f"{summary['median_plan_reward']:.4f}; {args.seeds} seeds.", ""]
+    if summary["low_fidelities"]:
+        lines += ["How well a cheaper fidelity ranks the plans (Spearman rank correlation with the "
+                  f"{args.fidelity} table over all plans; cost = median eval_seconds over {args.fidelity}'s):", "",
+                  "| fidelity | Spearman reward | Spearman accuracy | Spearman privacy loss | rank of the optimum | cost ratio |",
+                  "|---|---|---|---|---|---|"]
+        for spec, c in summary["low_fidelities"].items():
+            ratio = "-" if c["cost_ratio"] is None else f"{c['cost_ratio']:.3f}"
+            lines.append(f"| {spec} | {c['spearman_reward']:.3f} | {c['spearman_accuracy']:.3f} | "
+                         f"{c['spearman_privacy_loss']:.3f} | {c['optimum_rank_at_low']} / {summary['plans']} | {ratio} |")
+        lines += ["", f"Multi-fidelity searchers screen at `{screen}` with cost ratio {args.cost_ratio:.3f}; their "
+                  "budget is target-fidelity-equivalent compute (a target evaluation 1, a screening the cost ratio), "
+                  "the others' budget target evaluations.", ""]
+    header = "| searcher | " + " | ".join(f"regret@{b} (optimum found)" for b in budgets) + " |"
+    lines += [header, "|" + "---|" * (len(budgets) + 1)]
     for name, s in summary["searchers"].items():
-        lines.append(f"| {name} | " + " | ".join(
+        label = f"{name} (compute)" if s["budget_unit"] == "compute" else name
+        lines.append(f"| {label} | " + " | ".join(
             f"{s['median_regret'][str(b)]:.4f} ({s['found_optimum'][str(b)]}/{args.seeds})" for b in budgets) + " |")
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return 0
+    multi = {n: s for n, s in summary["searchers"].items() if s["budget_unit"] == "compute"}
+    if multi:
+        lines.append("")
+        for name, s in multi.items():
+            lines.append(f"{name} at budget {budgets[-1]}: median {s['median_low_evaluations']:.0f} plans screened, "
+                         f"{s['median_high_evaluations']:.0f} measured at {args.fidelity}, compute "
+                         f"{s['median_compute']:.2f}.")
+    return lines
 
 
 if __name__ == "__main__":

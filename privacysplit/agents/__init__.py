@@ -63,6 +63,8 @@ AGENTS = _Registry(
         "a2c": "privacysplit.agents.sb3:A2CSearcher",
         "maskable_ppo": "privacysplit.agents.sb3:MaskablePPOSearcher",
         "sb3": "privacysplit.agents.sb3:SB3ModelSearcher",
+        "successive_halving": "privacysplit.agents.multifidelity:MultiFidelitySearcher",
+        "hyperband": "privacysplit.agents.multifidelity:HyperbandSearcher",
     }
 )
 
@@ -103,6 +105,9 @@ def __getattr__(name: str):
         "TPESearcher": "privacysplit.agents.tpe",
         "SB3Searcher": "privacysplit.agents.sb3",
         "SB3ModelSearcher": "privacysplit.agents.sb3",
+        "MultiFidelitySearcher": "privacysplit.agents.multifidelity",
+        "HyperbandSearcher": "privacysplit.agents.multifidelity",
+        "MultiFidelityResult": "privacysplit.agents.multifidelity",
         "TableEvaluator": "privacysplit.agents.table",
         "table_env": "privacysplit.agents.table",
     }

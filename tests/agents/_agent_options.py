@@ -11,3 +11,6 @@ STOCK = {
     "a2c": {},
     "maskable_ppo": {},
 }
+
+#: multi-fidelity agents: their budget is compute, not target evaluations (their own tests)
+MULTI_FIDELITY = {"successive_halving": {}, "hyperband": {}}

@@ -6,14 +6,14 @@ import json
 import math
 
 import pytest
-from _agent_options import STOCK
+from _agent_options import MULTI_FIDELITY, STOCK
 
 from privacysplit.agents import AGENTS, SearchResult, make_agent, register_agent
 from privacysplit.agents.base import BaseSearcher
 
 
 def test_registry_lists_every_agent():
-    assert set(STOCK) | {"sb3"} == set(AGENTS)
+    assert set(STOCK) | set(MULTI_FIDELITY) | {"sb3"} == set(AGENTS)
 
 
 def test_unknown_agent_lists_valid_names():
