@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from privacysplit._fsutil import atomic_torch_save, ensure_dir, file_lock
-from privacysplit.attacks.decoders import generic_decoder
+from privacysplit.attacks.decoders import generic_decoder, warm_decoder
 from privacysplit.attacks.fitting import release
 from privacysplit.attacks.inversion import decoder_fitter
 from privacysplit.data import Dataset
@@ -40,6 +40,8 @@ PRIOR_VERSION = 1
 
 #: priors already loaded or trained in this process: key -> state dict
 _MEMO: dict[str, dict[str, torch.Tensor]] = {}
+#: held-out score of each prior on the base network's features: key -> score
+_SCORES: dict[str, float] = {}
 
 
 def prior_folder(cache: str | Path | None = None) -> Path:
@@ -116,3 +118,26 @@ def prior_state(
     _MEMO[key] = state
     return state
 
+
+
+@torch.no_grad()
+def prior_score(base_encoder: Network, data: Dataset, state: dict[str, torch.Tensor], *, metric: str,
+                n_val: int | None = None, seed: int = 0, device: str | torch.device = "cpu") -> float:
+    """The prior's held-out score on the *base* features (SSIM, or -MSE): what it achieves
+    on the features it was trained for, against which a plan's features are compared."""
+    key = (hash(tuple(v.data_ptr() for v in state.values())), metric, n_val, seed)
+    cached = _SCORES.get(str(key))
+    if cached is not None:
+        return cached
+    from privacysplit.attacks.inversion import _score, reconstruct
+
+    dev = torch.device(device)
+    xv = data.val.take(n_val, seed).x.to(dev)
+    x = data.train.x.to(dev)
+    feats = release(base_encoder.to(dev), xv, data.normalize)
+    decoder = warm_decoder(state, release(base_encoder, x[:2048], data.normalize), x[:2048])
+    if decoder is None:
+        return float("nan")
+    value = _score(metric, reconstruct(decoder, feats), xv)
+    _SCORES[str(key)] = value
+    return value

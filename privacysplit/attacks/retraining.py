@@ -41,7 +41,7 @@ from privacysplit.attacks.inversion import (
     train_decoder,
 )
 from privacysplit.attacks.metrics import ssim_torch
-from privacysplit.attacks.prior import prior_state
+from privacysplit.attacks.prior import prior_score, prior_state
 from privacysplit.attacks.property import (
     PropertyClassifier,
     infer_property,
@@ -282,7 +282,9 @@ def evaluate_split(
         ``measure_seconds``; for inversion ``ssim``, ``mse``, ``mse_norm``, ``mse_mean``,
         ``ssim_mean`` (the mean image's SSIM), ``inv_mse``, ``score_<candidate>``
         (held-out score of every candidate: ``prior``, ``prior_tuned``, ``mirror``,
-        ``generic``) and ``warmup_loss_<decoder>`` (training loss after the warm-up epoch
+        ``generic``), ``prior_expected`` (the prior's score on the base features),
+        ``attack_fallback`` (1 when the prior no longer fitted and scratch decoders were
+        trained too) and ``warmup_loss_<decoder>`` (training loss after the warm-up epoch
         that picked the scratch decoder to finish); ``ssim`` is NaN for tabular data;
         for property inference ``property_accuracy`` and ``property_chance``; ``error``
         only when training diverged (then accuracy is 0 and every value finite).
@@ -311,12 +313,14 @@ def evaluate_split(
     gen = torch.Generator().manual_seed(seed)
     phases = {"data_seconds": 0.0, "prior_seconds": 0.0, "select_seconds": 0.0, "fit_seconds": 0.0,
               "measure_seconds": 0.0}
-    prior = None
+    prior, expected = None, None
     if prior_encoder is not None and privacy != "property" and fid.prior_epochs > 0:
         t = time.perf_counter()
         prior = prior_state(prior_encoder, data, metric=privacy, epochs=fid.prior_epochs,
                             batch_size=fid.batch_size, lr=fid.decoder_lr, seed=subset_seed,
                             cache=prior_cache, device=dev)
+        expected = prior_score(prior_encoder, data, prior, metric=privacy, n_val=fid.n_val, seed=subset_seed,
+                               device=dev)
         phases["prior_seconds"] = time.perf_counter() - t
     t0 = time.perf_counter()
     phases["data_seconds"] = t0 - t_start - phases["prior_seconds"]
@@ -368,7 +372,7 @@ def evaluate_split(
         return result
     inv = invert(encoder, feats, x, feats_val, xv, metric=privacy, epochs=fid.n_d,
                  batch_size=fid.batch_size, lr=fid.decoder_lr, seed=seed, prior=prior,
-                 prior_epochs=fid.prior_finetune)
+                 prior_epochs=fid.prior_finetune, prior_score=expected)
     t_attack = time.perf_counter() - t1
     if inv.decoder is None:
         return _failure("every inversion decoder diverged", privacy, t_train, t_attack)
@@ -376,7 +380,8 @@ def evaluate_split(
     result.update(
         privacy_loss=inv.privacy_loss, ssim=inv.ssim, mse=inv.mse, mse_norm=inv.mse_norm,
         mse_mean=inv.mse_mean, ssim_mean=inv.ssim_mean, inv_mse=inv.inv_mse, attacker=inv.attacker,
-        attack_seconds=t_attack, **phases,
+        attack_seconds=t_attack, attack_fallback=int(inv.fallback), **phases,
+        **({"prior_expected": expected} if expected is not None else {}),
         **{f"score_{name}": value for name, value in inv.scores.items()},
         **{f"warmup_loss_{name}": value for name, value in inv.warmup.items()},
     )
