@@ -101,7 +101,7 @@ class _Converter:
         self.blocks: set[type] = set(blocks or ())
 
     def flatten(self, module: nn.Module, x: torch.Tensor, where: str, top: bool) -> tuple[list[_Layer], torch.Tensor]:
-        if isinstance(module, nn.Sequential):
+        if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
             layers: list[_Layer] = []
             for name, child in module._modules.items():  # named_children() skips repeats
                 sub, x = self.flatten(child, x, f"{where}.{name}" if where else name, top=False)

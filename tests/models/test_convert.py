@@ -173,3 +173,19 @@ def test_layer_table_and_fingerprint():
     with torch.no_grad():
         model[6].bias.add_(1.0)
     assert fingerprint(net) != before
+
+
+class SkipSequential(nn.Sequential):
+    """A Sequential subclass whose forward is not the children in order."""
+
+    def forward(self, x):
+        return x + super().forward(x)
+
+
+def test_a_sequential_subclass_with_its_own_forward_is_traced_not_listed():
+    model = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), SkipSequential(nn.Conv2d(2, 2, 3, padding=1), nn.ReLU()),
+                          nn.Flatten(), nn.Linear(2 * 6 * 6, 3))
+    net = from_module(model, (2, 6, 6))
+    assert [s.type for s in net.layers] == ["conv", "block", "flatten", "linear"]
+    x = torch.rand(2, 2, 6, 6)
+    assert torch.allclose(net(x), model(x))
