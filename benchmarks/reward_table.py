@@ -64,19 +64,12 @@ MULTI_FIDELITY = ("successive_halving", "hyperband")
 
 def parse_fidelity(spec: str):
     """A preset name, or ``preset:field=value:...`` (a custom fidelity named after the spec)."""
-    from privacysplit.fidelity import FIDELITIES, get_fidelity
+    from privacysplit.agents.multifidelity import fidelity_from_spec
 
-    preset, *changes = spec.split(":")
-    if not changes:
-        return get_fidelity(preset)
-    if preset not in FIDELITIES:
-        raise SystemExit(f"unknown fidelity preset {preset!r}; valid presets: {', '.join(FIDELITIES)}")
-    fields = {}
-    for change in changes:
-        key, _, value = change.partition("=")
-        fields[key] = None if value == "None" else (float(value) if "." in value else int(value))
-    name = preset + "-" + "-".join(f"{k}{fields[k]}" for k in fields)
-    return FIDELITIES[preset].with_(name=name, **fields)
+    try:
+        return fidelity_from_spec(spec)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
 
 
 def spec_label(spec: str) -> str:

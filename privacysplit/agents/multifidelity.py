@@ -72,6 +72,36 @@ LOW_COLUMNS = ("screen", "plan", "reward", "promoted", "compute")
 _EPS = 1e-9
 
 
+def fidelity_from_spec(spec: str | Fidelity) -> Fidelity:
+    """A preset name, or ``preset:field=value:...`` (e.g. ``cpu:n_ec=1:prior_finetune=0``): the
+    preset with those fields changed, named after the spec (``cpu-n_ec1-prior_finetune0``) so
+    its cache rows and weights never mix with the preset's.
+
+    Raises:
+        ValueError: an unknown preset or field, or a value the field refuses.
+    """
+    if isinstance(spec, Fidelity):
+        return spec
+    preset, *changes = str(spec).split(":")
+    if preset not in FIDELITIES:
+        raise ValueError(f"unknown fidelity {preset!r}; valid presets: {', '.join(FIDELITIES)} "
+                         "(optionally with :field=value changes, or pass a privacysplit.Fidelity)")
+    if not changes:
+        return FIDELITIES[preset]
+    valid = [f.name for f in fields(Fidelity) if f.name != "name"]
+    values: dict = {}
+    for change in changes:
+        key, _, text = change.partition("=")
+        if key not in valid:
+            raise ValueError(f"unknown fidelity field {key!r} in {spec!r}; valid fields: {', '.join(valid)}")
+        try:
+            values[key] = None if text == "None" else (float(text) if "." in text or "e" in text else int(text))
+        except ValueError:
+            raise ValueError(f"fidelity field {key!r} in {spec!r} needs a number, got {text!r}") from None
+    name = preset + "-" + "-".join(f"{k}{v}" for k, v in values.items())
+    return FIDELITIES[preset].with_(name=name, **values)
+
+
 @dataclass
 class MultiFidelityConfig:
     seed: int = 0
@@ -87,7 +117,8 @@ class MultiFidelityConfig:
     n_startup_trials: int = 10
     """random trials before TPE starts modelling"""
     low_fidelity: str | Fidelity = "smoke"
-    """fidelity of the low evaluator built from the env's evaluator (when no ``low_env``)"""
+    """fidelity of the low evaluator built from the env's evaluator (when no ``low_env``): a
+    preset, ``preset:field=value:...`` (see :func:`fidelity_from_spec`) or a Fidelity"""
     cost_ratio: float | None = None
     """compute of one low-fidelity evaluation in target evaluations; ``None``: the ratio of
     the tables' median ``eval_seconds`` (reward tables), else :data:`MEASURED_COST_RATIOS`"""
@@ -105,9 +136,7 @@ class MultiFidelityConfig:
                 or self.reduction_factor < 2:
             raise ValueError(f"reduction_factor must be an integer >= 2, got {self.reduction_factor!r}")
         check_positive("cost_ratio", self.cost_ratio, integer=False, allow_none=True)
-        if isinstance(self.low_fidelity, str) and self.low_fidelity not in FIDELITIES:
-            raise ValueError(f"unknown low_fidelity {self.low_fidelity!r}; valid presets: {', '.join(FIDELITIES)} "
-                             "(or pass a privacysplit.Fidelity)")
+        fidelity_from_spec(self.low_fidelity)  # a bad name or field fails now
 
 
 @dataclass
@@ -212,7 +241,7 @@ class MultiFidelitySearcher(BaseSearcher):
             from privacysplit.envs.evaluator import Evaluator
 
             cache = evaluator.cache.path if evaluator.cache.path is not None else False
-            low = Evaluator(**{**kwargs, "fidelity": self.config.low_fidelity}, cache=cache,
+            low = Evaluator(**{**kwargs, "fidelity": fidelity_from_spec(self.config.low_fidelity)}, cache=cache,
                             executor=evaluator.executor_kind, workers=evaluator.workers, address=evaluator.address,
                             weights_cache=evaluator.weights_cache)
             built = True

@@ -158,3 +158,21 @@ def test_real_env_builds_its_low_fidelity_evaluator(make_real_env):
     assert result.low_fidelity == "smoke" and result.low_evaluations >= 1 and result.high_evaluations >= 1
     assert result.compute <= 2 + 1e-9
     env.unwrapped.space.validate(result.best_plan)
+
+
+def test_low_fidelity_specs():
+    from privacysplit.agents.multifidelity import fidelity_from_spec
+    from privacysplit.fidelity import FIDELITIES
+
+    assert fidelity_from_spec("smoke") is FIDELITIES["smoke"]
+    mid = fidelity_from_spec("cpu:n_ec=1:n_val=250")
+    assert (mid.name, mid.n_ec, mid.n_val, mid.n_d) == ("cpu-n_ec1-n_val250", 1, 250, FIDELITIES["cpu"].n_d)
+    assert mid.key() != FIDELITIES["cpu"].key()
+    for bad, match in (("fast", "valid presets"), ("cpu:n_x=1", "valid fields"), ("cpu:n_ec=a", "needs a number")):
+        with pytest.raises(ValueError, match=match):
+            make_agent("hyperband", low_fidelity=bad)
+
+
+def test_real_env_without_a_measured_cost_ratio_says_what_to_pass(make_real_env):
+    with pytest.raises(ValueError, match="no measured cost ratio for fidelity smoke -> smoke.*cost_ratio="):
+        make_agent("successive_halving", low_fidelity="smoke").search(make_real_env(), 3, progress=False)
