@@ -204,6 +204,15 @@ class EvalCache:
                 return err
             raise
 
+    def _read_all(self, sql: str) -> list[tuple] | None:
+        """Every row, or ``None`` when one of them is damaged (bad UTF-8)."""
+        try:
+            return self._conn().execute(sql).fetchall()
+        except sqlite3.OperationalError as err:
+            if "decode" in str(err).lower():
+                return None
+            raise
+
     def get(self, key: str) -> dict | None:
         if key in self._memory:
             return self._memory[key]
@@ -245,8 +254,14 @@ class EvalCache:
         reported once and skipped)."""
         if self.path is None:
             return []
+        whole = self._retry(lambda: self._read_all("SELECT plan, config, metrics FROM evals ORDER BY created, rowid"))
+        if whole is not None:  # the common case: one query, every row readable
+            try:
+                return [(p, json.loads(c), json.loads(m)) for p, c, m in whole]
+            except (ValueError, TypeError):
+                pass
         out = []
-        keys = [k for (k,) in self._retry(lambda: self._conn().execute("SELECT key FROM evals ORDER BY created, rowid").fetchall())]
+        keys = [k for (k,) in self._execute("SELECT key FROM evals ORDER BY created, rowid")]
         for key in keys:
             row = self._retry(lambda k=key: self._read_row("SELECT plan, config, metrics FROM evals WHERE key=?", (k,)))
             try:
