@@ -101,9 +101,9 @@ def export_plan(evaluator, plan, out_dir: str | Path, onnx: bool = True, run_dir
     import torch
 
     from privacysplit import __version__
+    from privacysplit._fsutil import ensure_dir
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_dir(out_dir, "output folder")  # a file in the way is one ValueError
     kept = load_kept_weights(evaluator, plan, run_dir)
     if kept is not None:
         encoder, cloud, metrics = kept  # the numbers the search measured with these weights

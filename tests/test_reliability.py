@@ -302,3 +302,34 @@ def test_a_refused_run_does_not_keep_its_folder_locked(cache_root, tmp_path, cap
     assert code == 2 and "already holds a search" in err
     assert _LOCKS == {}
     FolderLock(out).acquire().release()  # free for the next process
+
+
+def test_export_out_at_a_file_is_one_line(cache_root, tmp_path, capsys):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    code, err = _cli(capsys, "export", "--fidelity", "smoke", "--plan", "2 | none", "--cache", "off",
+                     "--no-onnx", "--out", str(a_file))
+    assert code == 2 and err.count("\n") == 0 and f"{a_file} exists and is not a folder" in err
+
+
+def test_reconstruction_png_is_written_atomically(tmp_path):
+    import torch
+
+    from privacysplit.attacks.samples import encode_samples, save_png
+
+    text = encode_samples(torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8))
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for _ in range(10):
+                save_png(text, tmp_path / "r.png")
+        except BaseException as err:  # noqa: BLE001 - collected for the assertion
+            errors.append(err)
+
+    threads = [threading.Thread(target=write) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and [p.name for p in tmp_path.iterdir()] == ["r.png"]

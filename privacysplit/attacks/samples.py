@@ -67,11 +67,11 @@ def save_png(text: str, path) -> str:
 
     grid = sample_grid(text)
     image = grid[0] if grid.shape[0] == 1 else grid.transpose(1, 2, 0)
+    from privacysplit._fsutil import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(image).resize((image.shape[1] * 2, image.shape[0] * 2), Image.Resampling.NEAREST).save(tmp, format="PNG")
-    tmp.replace(path)
+    picture = Image.fromarray(image).resize((image.shape[1] * 2, image.shape[0] * 2), Image.Resampling.NEAREST)
+    atomic_write(path, lambda f: picture.save(f, format="PNG"))  # unique temporary name: writers may race
     return str(path)
 
 
