@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from privacysplit._fsutil import atomic_torch_save
 from privacysplit._validate import check_float, check_seed
 from privacysplit.attacks import evaluate_split
 from privacysplit.compression import CompressionSettings, apply_plan
@@ -260,11 +261,8 @@ class Evaluator:
         """
         encoder, cloud, metrics = self.train_plan(plan)
         if self.keep_weights is not None:
-            self.keep_weights.mkdir(parents=True, exist_ok=True)
-            target = self.keep_weights / weights_file_name(plan)
-            tmp = target.with_name(target.name + ".tmp")
-            torch.save({"plan": str(plan), "encoder": encoder.state_dict(), "cloud": cloud.state_dict()}, tmp)
-            tmp.replace(target)
+            atomic_torch_save({"plan": str(plan), "encoder": encoder.state_dict(), "cloud": cloud.state_dict()},
+                              self.keep_weights / weights_file_name(plan))
         return metrics
 
     def train_plan(self, plan: Plan | str, return_attacker: bool = False) -> tuple[Network, Network, dict]:
