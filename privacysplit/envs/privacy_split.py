@@ -77,7 +77,9 @@ class PrivacySplitEnv(gym.Env):
     * privacy: ``privacy_loss`` (the P in the reward), ``privacy_metric``; inversion:
       ``ssim``, ``mse``, ``mse_norm`` (MSE / MSE_mean), ``mse_mean`` and ``ssim_mean`` (of
       always answering the mean image), ``inv_mse`` (the paper's 1/MSE), ``attacker`` (the
-      decoder that won) and ``score_<decoder>`` (each candidate's privacy loss); property
+      decoder that won), ``score_<decoder>`` (each candidate's privacy loss) and
+      ``attack_fallback`` (1 when the attack prior no longer fitted and decoders trained
+      from scratch took over); property
       inference: ``property_accuracy``, ``property_chance``; ``reconstruction_png``: a PNG of
       originals (top) and the attacker's reconstructions (bottom), written beside the cache;
     * resources: ``resource`` (the S in the reward), ``resource_metric``, the savings ``S1``

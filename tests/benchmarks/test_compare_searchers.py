@@ -65,8 +65,10 @@ def test_default_output_is_a_new_ignored_folder_with_tensorboard_runs(cache_root
     out = Path(proc.stdout.strip().splitlines()[-1].split()[1])
     try:
         assert out.parent == root / "runs" and out.name.startswith("compare-")
-        new = {line for line in _status() - before if line.startswith("??") or " benchmarks/" in line or " runs/" in line}
+        # other work may change the tree meanwhile: look only where this script could write
+        new = {line for line in _status() - before if "benchmarks/results/compare" in line or out.name in line}
         assert not new, f"the run changed what git sees: {sorted(new)}"
+        assert subprocess.run(["git", "check-ignore", "-q", str(out)], cwd=root).returncode == 0
         for seed in (0, 1):
             run = out / "tb" / f"random-seed{seed}"
             events = list(run.glob("events.out.tfevents.*"))
