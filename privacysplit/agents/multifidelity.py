@@ -62,9 +62,12 @@ PRUNERS = ("successive_halving", "hyperband", "none")
 SAMPLERS = ("tpe", "random")
 
 #: low/target evaluation-time ratios measured by ``benchmarks/reward_table.py`` (lenet/mnist,
-#: median ``eval_seconds`` of the 212-plan tables, 2 workers); used for real evaluators when
-#: no ``cost_ratio`` is given
-MEASURED_COST_RATIOS: dict[tuple[str, str], float] = {}
+#: median ``eval_seconds`` of the 212-plan tables on a shared 2-core machine; see
+#: ``benchmarks/results/reward_table/summary.md``); used for real evaluators when no
+#: ``cost_ratio`` is given.  Other networks have other ratios: pass ``cost_ratio``.
+MEASURED_COST_RATIOS: dict[tuple[str, str], float] = {
+    ("smoke", "cpu"): 0.055,
+}
 
 #: columns of ``low_history`` (and of ``low_history.csv``)
 LOW_COLUMNS = ("screen", "plan", "reward", "promoted", "compute")
