@@ -7,8 +7,8 @@ Step 2 runs each searcher over seeds on the real ``PrivacySplitEnv`` driven by t
 Regret = optimum - best reward found within the budget.  Writes ``table.csv``,
 ``summary.json`` and ``summary.md`` to ``--out``.
 
-    python benchmarks/reward_table.py --fidelity smoke --seeds 10          # ~2-3 min
-    python benchmarks/reward_table.py --fidelity cpu --seeds 10            # measured once, longer
+    python benchmarks/reward_table.py --fidelity smoke --low-fidelities none --seeds 10   # ~2-3 min
+    python benchmarks/reward_table.py --fidelity cpu --workers 2 --low-fidelities smoke  # tables measured once, ~35 min
 
 ``--synthetic`` skips step 1 and uses the synthetic table instead (no training).
 
