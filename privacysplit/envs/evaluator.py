@@ -150,6 +150,9 @@ class Evaluator:
         if isinstance(profile, (str, Path)):
             profile = DeviceProfile.load(profile)
         self.profile = profile or DeviceProfile()
+        # workers get the resolved profile: a name like "host" measured again in each worker
+        # would give numbers that differ from the driver's (and from its cache key)
+        self._init_kwargs["profile"] = self.profile
         self.data = resolve_dataset(dataset, data_root, privacy=self.privacy)
         if self.privacy == "ssim" and not self.data.is_image:
             raise ValueError(f"privacy 'ssim' needs images; {self.data.name} is tabular (use 'mse' or 'property')")
