@@ -38,7 +38,7 @@ from privacysplit.plan import Plan
 from privacysplit.training import cache_dir, resolve_device
 
 #: bump when evaluation code changes the numbers it produces (part of every cache key)
-EVAL_VERSION = 3
+EVAL_VERSION = 4
 
 THREATS = ("reactive", "proactive")
 PRIVACY = {"mse": "P0", "ssim": "P1", "property": "P2"}
