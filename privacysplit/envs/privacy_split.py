@@ -57,6 +57,12 @@ class PrivacySplitEnv(gym.Env):
     indicator of Eq. 18 when ``thresholds`` are given.  Always in [0, 1]; 0 for an
     evaluation that failed (``info["error"]``).
 
+    Every plan of one setting retrains on the same training images and is measured on the
+    same validation images.  A_base is the unsplit, uncompressed network (the plan
+    ``"<last layer> | none"``) put through the same retraining for as many epochs as a plan
+    of the chosen threat trains (N_ec reactive, N_p x N_ec proactive): under
+    ``threat="reactive"`` that plan scores exactly A_base and R_A = 1.
+
     ## Episode End
 
     Terminates after the compression choice for the last compressible device layer (or
