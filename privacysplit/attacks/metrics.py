@@ -107,6 +107,15 @@ def ssim_loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1.0 - ssim_torch(recon, target)
 
 
+def _check_image_batches(recon: torch.Tensor, target: torch.Tensor) -> None:
+    """Both per-image SSIM paths take two image batches of one shape ``N x C x H x W``."""
+    if recon.shape != target.shape or recon.dim() != 4:
+        raise ValueError(
+            f"SSIM needs two image batches of one shape N x C x H x W, got "
+            f"{tuple(recon.shape)} and {tuple(target.shape)}"
+        )
+
+
 def ssim_skimage(recon: torch.Tensor, target: torch.Tensor) -> np.ndarray:
     """Per-image SSIM with scikit-image's reference implementation (Wang et al. settings).
 
@@ -116,11 +125,7 @@ def ssim_skimage(recon: torch.Tensor, target: torch.Tensor) -> np.ndarray:
     Returns:
         an array of ``N`` SSIM values.
     """
-    if recon.shape != target.shape or recon.dim() != 4:
-        raise ValueError(
-            f"SSIM needs two image batches of one shape N x C x H x W, got "
-            f"{tuple(recon.shape)} and {tuple(target.shape)}"
-        )
+    _check_image_batches(recon, target)
     r = recon.detach().cpu().double().clamp(0, 1).numpy()
     t = target.detach().cpu().double().numpy()
     win = ssim_window(r.shape[-2], r.shape[-1])
@@ -153,11 +158,7 @@ def ssim_measure(recon: torch.Tensor, target: torch.Tensor, batch_size: int = 10
     Returns:
         an array of ``N`` SSIM values.
     """
-    if recon.shape != target.shape or recon.dim() != 4:
-        raise ValueError(
-            f"SSIM needs two image batches of one shape N x C x H x W, got "
-            f"{tuple(recon.shape)} and {tuple(target.shape)}"
-        )
+    _check_image_batches(recon, target)
     r = recon.detach().cpu().double().clamp(0, 1)
     t = target.detach().cpu().double()
     parts = [ssim_torch(r[i : i + batch_size], t[i : i + batch_size], reduce=False)

@@ -42,7 +42,12 @@ from privacysplit.data import Dataset
 from privacysplit.fidelity import Fidelity
 from privacysplit.models import Network, build, list_models
 from privacysplit.models.convert import fingerprint, from_module
-from privacysplit.training import accuracy, cache_dir, pretrained_base, train_classifier
+from privacysplit.training import (
+    accuracy,
+    base_weights_dir,
+    pretrained_base,
+    train_classifier,
+)
 
 #: bump when user-network training changes its numbers (part of the base weights' file key)
 USER_TRAINING_VERSION = 1
@@ -273,16 +278,6 @@ def resolve_base(
     return BaseSource(f"{safe_name(label)}-{digest[:12]}", net, user=True, weights=origin, fingerprint=digest)
 
 
-def _weights_folder(cache) -> Path:
-    """``base/`` beside an evaluation-cache file, inside a cache folder, or in the default."""
-    if cache is None:
-        return cache_dir() / "base"
-    folder = Path(cache)
-    if folder.is_file() or (folder.suffix in (".sqlite", ".sqlite3", ".db") and not folder.is_dir()):
-        folder = folder.parent
-    return folder / "base"
-
-
 def pretrained(
     source: BaseSource,
     data: Dataset,
@@ -309,7 +304,7 @@ def pretrained(
         acc = accuracy(net, val.x.to(device), data.labels(val, labels).to(device), data.normalize)
         return net, acc
     key = json.dumps([source.name, data.fingerprint(), labels, fidelity.key(), seed, USER_TRAINING_VERSION])
-    path = ensure_dir(_weights_folder(cache), "base-weights folder") / (
+    path = ensure_dir(base_weights_dir(cache), "base-weights folder") / (
         f"{safe_name(source.name)}-{labels}-{fidelity.name}-s{seed}-{hashlib.sha256(key.encode()).hexdigest()[:10]}.pt"
     )
     with file_lock(path.with_name(path.name + ".lock")):
