@@ -287,7 +287,10 @@ class MultiFidelitySearcher(BaseSearcher):
             pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=eta, reduction_factor=eta)
         else:
             pruner = optuna.pruners.NopPruner()
-        return optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+        # a fixed name: Hyperband assigns brackets by crc32(study name, trial number), and an
+        # unnamed study gets a random UUID, which made the same seed search differently per run
+        return optuna.create_study(study_name=f"privacysplit-{self.name}-seed{cfg.seed}", direction="maximize",
+                                   sampler=sampler, pruner=pruner)
 
     # -- search --------------------------------------------------------------------
     def reset_search(self) -> None:

@@ -176,3 +176,11 @@ def test_low_fidelity_specs():
 def test_real_env_without_a_measured_cost_ratio_says_what_to_pass(make_real_env):
     with pytest.raises(ValueError, match="no measured cost ratio for fidelity smoke -> smoke.*cost_ratio="):
         make_agent("successive_halving", low_fidelity="smoke").search(make_real_env(), 3, progress=False)
+
+
+@pytest.mark.parametrize("name", MULTI)
+def test_same_seed_same_search(tables, name):
+    """Hyperband assigns brackets by a hash of the study's name: it must not be a fresh UUID per run."""
+    first, second = (search(tables, name, 12, cost_ratio=0.25, seed=1) for _ in range(2))
+    assert first.low_history == second.low_history
+    assert [r["plan"] for r in first.history] == [r["plan"] for r in second.history]
