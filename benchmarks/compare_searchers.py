@@ -3,8 +3,8 @@
 All searchers share one evaluation cache, so a plan any of them evaluated costs the others
 nothing (their budgets still count it: a cache hit is an evaluation).  Writes to ``--out``
 (default: a new ``runs/compare-<time>`` folder, so the committed results are never
-overwritten by accident; ``--update-readme-figures`` writes the README's
-``benchmarks/results/compare`` instead):
+overwritten by accident; ``--update-results``, also spelled ``--update-readme-figures``,
+writes the README's ``benchmarks/results/compare`` instead):
 
 * ``results.csv`` — one row per evaluated plan: searcher, seed, step, plan, reward, A, P, S,
   cache hit, wall time;
@@ -20,6 +20,7 @@ overwritten by accident; ``--update-readme-figures`` writes the README's
 Defaults run on a 2-core machine in minutes at ``cpu`` fidelity on lenet/mnist:
 
     python benchmarks/compare_searchers.py --budget 30 --seeds 3
+    python benchmarks/compare_searchers.py --update-results ...   # regenerates the README's figures
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import json
 import sys
 import time
 from pathlib import Path
+
+from privacysplit.reporting import add_output_arguments, resolve_output
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the folder the README's figures and table come from (written only on request)
@@ -54,16 +57,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1, help="parallel evaluation workers (process pool)")
     p.add_argument("--device", default="cpu", help="torch device")
     p.add_argument("--cache", default=None, help="shared evaluation cache (default: <out>/evals.sqlite)")
-    p.add_argument("--out", default=None, help="output folder (default: a new runs/compare-<time> folder)")
-    p.add_argument("--update-readme-figures", action="store_true",
-                   help=f"write into {README_RESULTS.relative_to(ROOT)} (the README's figures) instead of --out")
+    add_output_arguments(p, "compare", README_RESULTS.relative_to(ROOT), ROOT, aliases=["--update-readme-figures"])
     args = p.parse_args(argv)
-    if args.update_readme_figures and args.out is not None:
-        p.error("--update-readme-figures writes the README's results folder; drop --out")
-    if args.update_readme_figures:
-        args.out = str(README_RESULTS)
-    elif args.out is None:
-        args.out = str(ROOT / "runs" / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
+    resolve_output(p, args)
     return args
 
 

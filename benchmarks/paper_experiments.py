@@ -1,14 +1,16 @@
 """The paper's experiments (section 7) at a scale this machine runs.
 
 Each experiment writes ``<name>.md`` and ``<name>.csv`` (and a PNG where there is a figure)
-into ``--out``, with the paper's numbers beside ours where they are comparable.  The paper
-ran CIFAR-10/100 on a GPU at N_ec = N_d = 10; the defaults here run the embedded MNIST
-sample at ``cpu`` fidelity on 2 cores, so compare trends, not absolute values.  Every
-evaluation goes through one shared cache (``--out``/evals.sqlite): rerunning an experiment,
-or another one that needs the same plans, costs nothing.
+into ``--out`` (default: a new ``runs/paper-<time>`` folder; ``--update-results`` writes the
+committed ``benchmarks/results/paper`` the README quotes), with the paper's numbers beside
+ours where they are comparable.  The paper ran CIFAR-10/100 on a GPU at N_ec = N_d = 10; the
+defaults here run the embedded MNIST sample at ``cpu`` fidelity on 2 cores, so compare
+trends, not absolute values.  Every evaluation goes through one shared cache
+(``--out``/evals.sqlite): rerunning an experiment into the same folder, or another one that
+needs the same plans, costs nothing.
 
     python benchmarks/paper_experiments.py fig4 --nets lenet,alexnet
-    python benchmarks/paper_experiments.py table3
+    python benchmarks/paper_experiments.py table3 --update-results     # regenerates the committed table
     python benchmarks/paper_experiments.py baselines --base lenet --budget 60
     python benchmarks/paper_experiments.py noise --base lenet --budget 60
     python benchmarks/paper_experiments.py adversarial --base lenet --budget 60
@@ -28,6 +30,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from privacysplit.reporting import add_output_arguments, resolve_output
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TABLE3_PAPER = [  # AlexNet, CIFAR-10, A_base 0.8679: (techniques, CR, A, dA)
     ("10:C1", 0.0224, 0.8538, "-1.62%"),
@@ -466,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--fidelity", default="cpu")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", default="benchmarks/results/paper")
+    add_output_arguments(parser, "paper", "benchmarks/results/paper", ROOT)
     parser.add_argument("--workers", type=int, default=1, help="process-pool workers for batches of plans")
     parser.add_argument("--nets", default="lenet,alexnet,vgg11", help="fig4: networks")
     parser.add_argument("--base", default="lenet", help="network of baselines/noise/adversarial/thresholds/grid")
@@ -487,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="thresholds: A_m,P_m,S_m of each constrained run, rows separated by ';'")
     parser.add_argument("--techniques", default="W1,W2,C3", help="grid: technique columns")
     args = parser.parse_args(argv)
+    resolve_output(parser, args)
     import torch
 
     torch.set_num_threads(int(__import__("os").environ.get("PRIVACYSPLIT_THREADS", "2")))

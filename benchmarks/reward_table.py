@@ -1,14 +1,16 @@
 """Searchers on a measured reward table: true optimum and median regret at small budgets.
 
 Step 1 measures every plan of a small lenet/mnist space once (through the evaluator's
-``evaluate_many`` and its SQLite cache) and stores the table as CSV; a rerun reads the CSV.
+``evaluate_many`` and its SQLite cache) and stores the table as CSV; a rerun into the same folder reads the CSV.
 Step 2 runs each searcher over seeds on the real ``PrivacySplitEnv`` driven by that table
 (``TableEvaluator``), so a whole comparison costs seconds and the true optimum is known.
 Regret = optimum - best reward found within the budget.  Writes ``table.csv``,
-``summary.json`` and ``summary.md`` to ``--out``.
+``summary.json`` and ``summary.md`` to ``--out`` (default: a new ``runs/reward_table-<time>``
+folder, where step 1 measures afresh; ``--update-results`` writes, and rereads the tables of,
+the committed ``benchmarks/results/reward_table``).
 
     python benchmarks/reward_table.py --fidelity smoke --low-fidelities none --seeds 10   # ~2-3 min
-    python benchmarks/reward_table.py --fidelity cpu --workers 2 --low-fidelities smoke  # tables measured once, ~35 min
+    python benchmarks/reward_table.py --update-results --fidelity cpu --workers 2 --low-fidelities smoke  # ~35 min to measure the tables
 
 ``--synthetic`` skips step 1 and uses the synthetic table instead (no training).
 
@@ -30,6 +32,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from privacysplit.reporting import add_output_arguments, resolve_output
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -54,8 +60,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cost-ratio", type=float, default=None,
                    help="compute of a low evaluation in target evaluations (default: the tables' median eval_seconds ratio)")
     p.add_argument("--synthetic", action="store_true", help="use the synthetic table (no training)")
-    p.add_argument("--out", default="benchmarks/results/reward_table", help="output folder")
-    return p.parse_args(argv)
+    add_output_arguments(p, "reward_table", "benchmarks/results/reward_table", ROOT)
+    args = p.parse_args(argv)
+    resolve_output(p, args)
+    return args
 
 
 #: searchers whose budget is target-fidelity-equivalent compute (they need a low-fidelity table)

@@ -20,10 +20,11 @@ time.  Reported:
 
 Usage::
 
-    python benchmarks/stress.py --procs 4 --episodes 250 --fidelity smoke
+    python benchmarks/stress.py --procs 4 --episodes 250 --fidelity smoke --update-results
     python benchmarks/stress.py --procs 2 --episodes 20 --fidelity smoke --out runs/stress-small
 
-Writes ``summary.json`` and ``summary.md`` to ``--out`` (default
+Writes ``summary.json`` and ``summary.md`` to ``--out`` (default: a new
+``runs/stress-<time>`` folder; ``--update-results`` writes the committed
 ``benchmarks/results/stress``); the cache lives in a fresh temporary folder unless
 ``--cache`` names a file.  Every process runs torch with one thread.
 """
@@ -42,6 +43,10 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+
+from privacysplit.reporting import add_output_arguments, resolve_output
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -143,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", default="lenet", help="base network (default lenet)")
     parser.add_argument("--seed", type=int, default=0, help="evaluation seed shared by all processes")
     parser.add_argument("--cache", default=None, help="cache file (default: a fresh temporary folder)")
-    parser.add_argument("--out", default="benchmarks/results/stress", help="where summary.json/.md go")
+    add_output_arguments(parser, "stress", "benchmarks/results/stress", ROOT)
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--records", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -152,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.procs < 1 or args.episodes < 1:
         parser.error("--procs and --episodes must be positive")
+    resolve_output(parser, args)
     command = "python benchmarks/stress.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     work = Path(tempfile.mkdtemp(prefix="privacysplit-stress-"))
     cache = Path(args.cache) if args.cache else work / "evals.sqlite"

@@ -9,6 +9,10 @@ worker to one thread, so ``process 2`` vs ``process 1`` is the scaling of the po
 read: the machine is shared and noisy.
 
     python benchmarks/throughput.py --fidelity cpu --plans 12
+
+Writes ``throughput.md`` and ``throughput.json`` to ``--out`` (default: a new
+``runs/throughput-<time>`` folder; ``--update-results`` writes the committed
+``benchmarks/results/throughput``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from privacysplit.reporting import add_output_arguments, resolve_output
+
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -29,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plans", type=int, default=12, help="distinct plans per configuration")
     parser.add_argument("--configs", default="inprocess:1,process:1,process:2,ray:2",
                         help="comma-separated executor:workers pairs; ray is skipped when not installed")
-    parser.add_argument("--out", default="benchmarks/results/throughput", help="output folder")
+    add_output_arguments(parser, "throughput", "benchmarks/results/throughput", ROOT)
     args = parser.parse_args(argv)
+    resolve_output(parser, args)
 
     from privacysplit.envs.evaluator import Evaluator
 

@@ -9,7 +9,8 @@ split.  The same network on both sides, so the policy sees the same layer table.
 
 One row per policy and target seed, then the median over seeds, as Table 9 reports it.  All
 searches share one evaluation cache (the scratch and pre-trained searches of one seed
-measure a plan once).
+measure a plan once).  Writes to ``--out`` (default: a new ``runs/transfer_data-<time>``
+folder; ``--update-results`` writes the committed ``benchmarks/results/transfer_data``).
 
     python benchmarks/transfer_data.py --budget 60 --target-budget 30 --seeds 3
 """
@@ -26,6 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn import functional as F
+
+from privacysplit.reporting import add_output_arguments, resolve_output
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def digits_tensors():
@@ -51,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episode-evals", type=int, default=10, help="report the best reward after this many")
     parser.add_argument("--seeds", type=int, default=3, help="target searches per policy")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default="benchmarks/results/transfer_data")
+    add_output_arguments(parser, "transfer_data", "benchmarks/results/transfer_data", ROOT)
     args = parser.parse_args(argv)
+    resolve_output(parser, args)
     torch.set_num_threads(args.threads)
 
     from privacysplit.agents import make_agent

@@ -1,4 +1,5 @@
-"""Summaries and plots of search results: best-so-far curves, Pareto fronts, tables.
+"""Summaries and plots of search results: best-so-far curves, Pareto fronts, tables; and
+the benchmarks' output-folder options (:func:`add_output_arguments`).
 
 Used by the benchmarks and the command line; sits on top of the package (imports from it
 only inside :func:`save_reconstruction`), so its functions take plain rows (dicts) and write
@@ -7,8 +8,10 @@ plain files.
 
 from __future__ import annotations
 
+import argparse
 import math
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -57,6 +60,60 @@ def git_commit(path: str | Path = ".") -> str:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=5).stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+#: where :func:`add_output_arguments` leaves its settings on the parser for :func:`resolve_output`
+_OUTPUT_SETTINGS = "_privacysplit_output"
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, name: str, committed: str | Path, root: str | Path,
+                         aliases: Sequence[str] = ()) -> None:
+    """Add a benchmark's ``--out`` and ``--update-results`` options.
+
+    The project's rule: benchmarks write to a fresh folder under ``runs/`` unless asked to
+    regenerate the committed results.  ``--out`` (default: a new ``<root>/runs/<name>-<time>``
+    folder) names any folder; ``--update-results`` writes into ``committed`` (relative to
+    ``root``, the repository root: a benchmark passes ``Path(__file__).resolve().parents[1]``)
+    and refuses ``--out`` beside it.  ``aliases`` are other spellings of ``--update-results``.
+    Call :func:`resolve_output` on the parsed arguments to get the folder.
+    """
+    root = Path(root)
+    committed = Path(committed)
+    shown = committed if not committed.is_absolute() else _relative(committed, root)
+    setattr(parser, _OUTPUT_SETTINGS, (name, root / committed, root, shown))
+    parser.add_argument("--out", default=None, help=f"output folder (default: a new runs/{name}-<time> folder)")
+    parser.add_argument("--update-results", *aliases, dest="update_results", action="store_true",
+                        help=f"write into {shown} (the committed results) instead of a new runs/ folder")
+
+
+def resolve_output(parser: argparse.ArgumentParser, args: argparse.Namespace, now: float | None = None) -> Path:
+    """The output folder of arguments parsed by a parser given :func:`add_output_arguments`:
+    ``--out`` as given, the committed folder with ``--update-results`` (with both, a usage
+    error), else ``<root>/runs/<name>-<YYYYmmdd-HHMMSS>`` (local time ``now``, default the
+    present), suffixed ``-2``, ``-3`` ... if that already exists.  Also stores it, as a string,
+    in ``args.out``; creates nothing."""
+    name, committed, root, shown = getattr(parser, _OUTPUT_SETTINGS)
+    if args.update_results and args.out is not None:
+        parser.error(f"--update-results writes the committed results in {shown}; drop --out")
+    if args.update_results:
+        out = committed
+    elif args.out is not None:
+        out = Path(args.out)
+    else:
+        stem = root / "runs" / f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}"
+        out, k = stem, 1
+        while out.exists():
+            k += 1
+            out = stem.with_name(f"{stem.name}-{k}")
+    args.out = str(out)
+    return out
+
+
+def _relative(path: Path, root: Path) -> Path:
+    try:
+        return path.relative_to(root)
+    except ValueError:
+        return path
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
