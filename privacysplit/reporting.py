@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import subprocess
 import time
 from collections.abc import Sequence
@@ -105,6 +106,9 @@ def resolve_output(parser: argparse.ArgumentParser, args: argparse.Namespace, no
         while out.exists():
             k += 1
             out = stem.with_name(f"{stem.name}-{k}")
+    # relative to the working directory where possible: results record args.out, and a
+    # committed result must not name this machine's absolute paths
+    out = _relative(Path(os.path.abspath(out)), Path.cwd()) if Path(out).is_absolute() else out
     args.out = str(out)
     return out
 
