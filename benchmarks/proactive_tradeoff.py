@@ -2,8 +2,9 @@
 
 At a few partition points of a base network (default LeNet on mnist, ``cpu`` fidelity),
 this evaluates the reactive plan (no compression) once and the proactive plan at each
-lambda of ``--lambdas`` (the weight of the in-game attackers' bounded leakage, see
-``privacysplit/attacks/retraining.py``).  Privacy is always measured by a *fresh* attacker
+lambda of ``--lambdas`` (the weight of the game's bounded leakage; ``--game`` picks the
+objective: ``dcor``, the default, weighs distance correlation by ``DCOR_SCALE`` x lambda;
+``decoder`` plays restarted in-game decoders; see ``privacysplit/attacks/retraining.py``).  Privacy is always measured by a *fresh* attacker
 against the final frozen encoder, exactly as in a search (the partition's attack prior,
 fine-tuned).  ``--reference-lambdas`` re-attacks the proactive encoders of those lambdas
 with the slow reference attacker of ``benchmarks/attack_strength.py`` (whole training
@@ -18,8 +19,8 @@ x axis is the property attacker's accuracy, with the chance level drawn.
 
 Example::
 
-    python benchmarks/proactive_tradeoff.py --partitions 3,5,6 --lambdas 1,4,16,64 \\
-        --out benchmarks/results/proactive_tradeoff
+    OMP_NUM_THREADS=1 python benchmarks/proactive_tradeoff.py --partitions 3,6 --lambdas 4,8,16,24 \\
+        --reference-lambdas 16 --out benchmarks/results/proactive_tradeoff
 """
 
 from __future__ import annotations
@@ -36,12 +37,13 @@ import torch
 from privacysplit.attacks import evaluate_split, invert
 from privacysplit.attacks.fitting import release
 from privacysplit.attacks.prior import prior_state
+from privacysplit.attacks.retraining import DCOR_SCALE, DEFAULT_GAME, GAME_OBJECTIVES
 from privacysplit.data import load_dataset
 from privacysplit.fidelity import get_fidelity
 from privacysplit.models import split
 from privacysplit.training import pretrained_base
 
-FIELDS = ["network", "partition", "layer", "privacy", "threat", "adv_lambda", "accuracy", "leakage", "ssim", "mse",
+FIELDS = ["network", "partition", "layer", "privacy", "threat", "game", "adv_lambda", "accuracy", "leakage", "ssim", "mse",
           "property_accuracy", "property_chance", "attacker", "score_prior", "score_prior_tuned", "ref_ssim",
           "ref_mse", "ref_attacker", "train_seconds", "attack_seconds"]
 DATA_SEED = 0
@@ -76,7 +78,8 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
             t0 = time.perf_counter()
             out = evaluate_split(enc, cloud, data, fidelity=fid, threat=threat, privacy=args.privacy, seed=args.seed,
                                  data_seed=DATA_SEED, prior_encoder=prior_encoder, prior_cache=args.cache,
-                                 adv_lambda=lam if threat == "proactive" else None, return_attacker=True)
+                                 adv_lambda=lam if threat == "proactive" else None, return_attacker=True,
+                                 game=args.game)
             row = {"network": args.network, "partition": p, "layer": str(base.layers[p]), "privacy": args.privacy,
                    "threat": threat, "adv_lambda": lam if threat == "proactive" else "",
                    "leakage": out.get("privacy_loss"),
@@ -91,7 +94,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
                     enc.eval()
                     samples[(p, threat, lam)] = out["attacker_model"](enc(data.normalize(x_show))).clamp(0, 1)
             rows.append(row)
-            print(f"p={p} {threat:9s} lambda={lam:<5g} A={row['accuracy']:.3f} leakage={row['leakage']:.4f} "
+            print(f"p={p} {threat:9s} {row.get('game', '')} lambda={lam:<5g} A={row['accuracy']:.3f} leakage={row['leakage']:.4f} "
                   f"attacker={row.get('attacker')} ref={row.get('ref_ssim', '')} "
                   f"({time.perf_counter() - t0:.1f} s)", flush=True)
     samples["original"] = x_show
@@ -120,8 +123,10 @@ def write(rows: list[dict], samples: dict, args: argparse.Namespace) -> None:
             w.writerow({k: r.get(k, "") for k in FIELDS})
     metric = "property accuracy" if args.privacy == "property" else ("SSIM" if args.privacy == "ssim" else "1-MSE/MSE_mean")
     fid = get_fidelity(args.fidelity)
+    weight = f"; dCor weight = {DCOR_SCALE:g} x lambda" if args.game == "dcor" else ""
     lines = [f"# Proactive trade-off ({args.network}/{args.dataset}, fidelity `{args.fidelity}`, privacy "
-             f"`{args.privacy}`, seed {args.seed}, {args.threads} thread(s); N_p={fid.n_p}, N_ec={fid.n_ec})", "",
+             f"`{args.privacy}`, game `{args.game}`, seed {args.seed}, {args.threads} thread(s); N_p={fid.n_p}, "
+             f"N_ec={fid.n_ec}, N_d={fid.n_d}{weight})", "",
              f"| p | threat | lambda | accuracy | fresh-attacker {metric} | attacker | reference SSIM | train s |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -187,7 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fidelity", default="cpu", help="fidelity preset")
     parser.add_argument("--privacy", default="ssim", choices=["ssim", "mse", "property"], help="privacy metric")
     parser.add_argument("--partitions", default="3,5,6", help="comma-separated partition indices")
-    parser.add_argument("--lambdas", default="1,4,16,64", help="comma-separated proactive lambdas")
+    parser.add_argument("--lambdas", default="4,8,16,24", help="comma-separated proactive lambdas")
+    parser.add_argument("--game", default=DEFAULT_GAME, choices=list(GAME_OBJECTIVES),
+                        help="the proactive game's objective (privacysplit.attacks.retraining)")
     parser.add_argument("--reference-lambdas", default="", help="lambdas whose encoders the reference re-attacks")
     parser.add_argument("--ref-epochs", type=int, default=24, help="epochs of the reference's scratch decoders")
     parser.add_argument("--ref-prior-epochs", type=int, default=8, help="epochs the reference fine-tunes the prior")

@@ -24,6 +24,7 @@ import torch
 from privacysplit._fsutil import atomic_torch_save
 from privacysplit._validate import check_float, check_seed
 from privacysplit.attacks import evaluate_split
+from privacysplit.attacks.retraining import PROACTIVE_VERSION
 from privacysplit.compression import CompressionSettings, apply_plan
 from privacysplit.data import Dataset
 from privacysplit.data.tensors import resolve_dataset
@@ -199,6 +200,8 @@ class Evaluator:
                 "device_type": self.device.type,
                 "eval_version": EVAL_VERSION,
             }
+            if self.threat == "proactive":  # the proactive game's own version; reactive keys unchanged
+                self._config["proactive_version"] = PROACTIVE_VERSION
         return self._config
 
     def key(self, plan: Plan) -> str:

@@ -1,9 +1,12 @@
-"""The proactive objective is bounded, and the proactive game shields the input.
+"""The proactive objectives are bounded, and the proactive game shields the input.
 
-The old in-game objective (``CE - lambda * attacker loss``) was unbounded: the encoder was
+The first in-game objective (``CE - lambda * attacker loss``) was unbounded: the encoder was
 paid for making the frozen decoder's output anti-correlated with the input, which a fresh
-attacker simply flips back.  These tests pin the bounded form at its ends and check that
-proactive training lowers a fresh attacker's SSIM at LeNet's partition 3.
+attacker simply flips back.  The bounded decoder game (``game="decoder"``) still barely
+moved a fresh attacker; the default game (``"dcor"``) penalises the distance correlation
+between the features and what the class label does not explain.  These tests pin both
+leakages at their ends and check that proactive training lowers a fresh attacker's SSIM at
+LeNet's partition 3 by issue 15's margin.
 """
 
 from __future__ import annotations
@@ -17,8 +20,15 @@ import torch
 from privacysplit.attacks import evaluate_split
 from privacysplit.attacks.metrics import ssim_torch
 from privacysplit.attacks.retraining import (
+    DEFAULT_GAME,
+    GAME_OBJECTIVES,
+    PROACTIVE_VERSION,
     BatchStandardizer,
+    class_residual,
     constant_floor,
+    distance_correlation,
+    game_epochs,
+    game_leakage,
     inversion_leakage,
     property_leakage,
 )
@@ -89,6 +99,79 @@ def test_batch_standardizer_ignores_feature_scale():
     assert torch.allclose(s(f), s(1000.0 * f + 3.0), atol=1e-4)
 
 
+def test_distance_correlation_is_one_for_a_similarity_and_small_for_independence():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(64, 20, generator=g)
+    rot = torch.linalg.qr(torch.randn(20, 20, generator=g))[0]
+    assert float(distance_correlation(a, a)) == pytest.approx(1.0, abs=1e-4)
+    assert float(distance_correlation(a, 3.0 * a @ rot + 5.0)) == pytest.approx(1.0, abs=1e-4)
+    # independent samples: small in low dimension; the (V-statistic) estimate is biased
+    # upwards in high dimension at small n, still clearly below a dependence
+    assert 0.0 <= float(distance_correlation(torch.randn(256, 2, generator=g), torch.randn(256, 2, generator=g))) < 0.3
+    assert float(distance_correlation(a, torch.randn(64, 20, generator=g))) < 0.9
+    # a relation the Pearson correlation misses
+    b = torch.randn(256, 1, generator=g)
+    assert float(distance_correlation(b, b.pow(2))) > 0.3 > abs(float(torch.corrcoef(torch.cat([b, b.pow(2)], 1).T)[0, 1]))
+
+
+def test_game_leakage_is_bounded_with_finite_gradients(digits):
+    g = torch.Generator().manual_seed(1)
+    labels = torch.arange(64) % 10
+    residual = class_residual(digits, labels, 10)
+    for feats in (torch.randn(64, 16, 8, 8, generator=g), 1e4 * torch.randn(64, 3, generator=g),
+                  torch.zeros(64, 5), digits.clone(), residual.clone()):
+        f = feats.clone().requires_grad_(True)
+        value = game_leakage(f, residual)
+        assert 0.0 <= float(value) <= 1.0
+        value.backward()
+        assert torch.isfinite(f.grad).all()
+    assert float(game_leakage(residual, residual)) == pytest.approx(1.0, abs=1e-4)
+    assert float(game_leakage(torch.zeros(64, 5), residual)) < 1e-3  # a constant release leaks nothing
+    # repeated rows (zero distances) keep the gradient finite
+    f = torch.ones(64, 4).requires_grad_(True)
+    game_leakage(f, residual).backward()
+    assert torch.isfinite(f.grad).all()
+
+
+def test_class_residual_removes_what_the_label_says(digits):
+    labels = torch.arange(64) % 10
+    residual = class_residual(digits, labels, 10)
+    assert residual.shape == digits.shape
+    for c in range(10):
+        assert float(residual[labels == c].mean(0).abs().max()) < 1e-5
+    # a signal the label determines has no residual (a one-hot of the label itself)
+    onehot = torch.nn.functional.one_hot(labels, 10).float()
+    assert float(class_residual(onehot, labels, 10).abs().max()) == 0.0
+
+
+def test_unknown_game_is_refused_and_the_game_is_reported(mnist, cache_root):
+    base = pretrained_base("lenet", mnist, fidelity="smoke", cache=cache_root)[0]
+    enc, cloud = split(copy.deepcopy(base), 3)
+    with pytest.raises(ValueError, match="valid: dcor, decoder"):
+        evaluate_split(enc, cloud, mnist, fidelity="smoke", threat="proactive", game="nopeek")
+    assert DEFAULT_GAME == "dcor" and set(GAME_OBJECTIVES) == {"dcor", "decoder"}
+    assert game_epochs("cpu") == 16 and game_epochs("cpu", "decoder") == 4  # n_p (n_ec + n_d), n_p n_ec
+    with pytest.raises(ValueError, match="valid: dcor, decoder"):
+        game_epochs("cpu", "nopeek")
+    for game in GAME_OBJECTIVES:
+        enc, cloud = split(copy.deepcopy(base), 3)
+        out = evaluate_split(enc, cloud, mnist, fidelity="smoke", threat="proactive", game=game)
+        assert out["game"] == game and math.isfinite(out["ssim"]) and 0.0 <= out["accuracy"] <= 1.0
+    enc, cloud = split(copy.deepcopy(base), 3)
+    assert "game" not in evaluate_split(enc, cloud, mnist, fidelity="smoke", game="decoder")
+
+
+def test_proactive_cache_key_carries_the_game_version(cache_root, tmp_path):
+    from privacysplit.envs.evaluator import Evaluator
+
+    reactive = Evaluator("lenet", fidelity="smoke", cache=False).config()
+    proactive = Evaluator("lenet", fidelity="smoke", threat="proactive", cache=False).config()
+    assert "proactive_version" not in reactive
+    assert proactive["proactive_version"] == PROACTIVE_VERSION
+    assert {k: v for k, v in proactive.items() if k not in ("threat", "proactive_version")} == {
+        k: v for k, v in reactive.items() if k != "threat"}
+
+
 def test_bad_lambda_is_refused(mnist, cache_root):
     base = pretrained_base("lenet", mnist, fidelity="smoke", cache=cache_root)[0]
     enc, cloud = split(copy.deepcopy(base), 3)
@@ -98,9 +181,9 @@ def test_bad_lambda_is_refused(mnist, cache_root):
 
 @pytest.mark.slow
 def test_proactive_lowers_fresh_attacker_ssim_at_lenet_partition_3(mnist, cache_root):
-    # measured at cpu fidelity (lambda 16, benchmarks/results/proactive_tradeoff): reactive
-    # 0.972, proactive 0.945 (accuracy 0.950 both).  Issue 15 asks for 0.15 lower; this
-    # design reaches 0.03-0.04 at this partition.
+    # issue 15's acceptance at cpu fidelity (default lambda 16, game "dcor"; measured,
+    # benchmarks/results/proactive_tradeoff): reactive SSIM 0.972 at accuracy 0.950,
+    # proactive 0.786 at 0.924.  The decoder game reached 0.945 here.
     fid = get_fidelity("cpu")
     base = pretrained_base("lenet", mnist, fidelity=fid, cache=cache_root)[0]
     out = {}
@@ -108,5 +191,5 @@ def test_proactive_lowers_fresh_attacker_ssim_at_lenet_partition_3(mnist, cache_
         enc, cloud = split(copy.deepcopy(base), 3)
         out[threat] = evaluate_split(enc, cloud, mnist, fidelity=fid, threat=threat,
                                      prior_encoder=base.sub(0, 4), prior_cache=cache_root)
-    assert out["proactive"]["ssim"] <= out["reactive"]["ssim"] - 0.02, out
+    assert out["proactive"]["ssim"] <= out["reactive"]["ssim"] - 0.15, out
     assert out["proactive"]["accuracy"] >= out["reactive"]["accuracy"] - 0.03, out
