@@ -4,9 +4,9 @@ At a few partition points of a base network (default LeNet on mnist, ``cpu`` fid
 this evaluates the reactive plan (no compression) once and the proactive plan at each
 lambda of ``--lambdas`` (the weight of the game's bounded leakage; ``--game`` picks the
 objective: ``dcor``, the default, weighs distance correlation by ``DCOR_SCALE`` x lambda;
-``decoder`` plays restarted in-game decoders; see ``privacysplit/attacks/retraining.py``).  Privacy is always measured by a *fresh* attacker
-against the final frozen encoder, exactly as in a search (the partition's attack prior,
-fine-tuned).  ``--reference-lambdas`` re-attacks the proactive encoders of those lambdas
+``decoder`` plays restarted in-game decoders; see ``privacysplit/attacks/retraining.py``).
+Privacy is always measured by a *fresh* attacker against the final frozen encoder, exactly
+as in a search (the partition's attack prior, fine-tuned).  ``--reference-lambdas`` re-attacks the proactive encoders of those lambdas
 with the slow reference attacker of ``benchmarks/attack_strength.py`` (whole training
 split, scratch decoders and the prior trained for many epochs, best of all), so the
 shielding is not an artefact of a weak measuring attacker.
@@ -20,7 +20,9 @@ x axis is the property attacker's accuracy, with the chance level drawn.
 Example::
 
     OMP_NUM_THREADS=1 python benchmarks/proactive_tradeoff.py --partitions 3,6 --lambdas 4,8,16,24 \\
-        --reference-lambdas 16 --out benchmarks/results/proactive_tradeoff
+        --reference-lambdas 16 --update-results
+
+(without ``--update-results`` or ``--out``: a new ``runs/proactive_tradeoff-<time>`` folder).
 """
 
 from __future__ import annotations
@@ -41,10 +43,13 @@ from privacysplit.attacks.retraining import DCOR_SCALE, DEFAULT_GAME, GAME_OBJEC
 from privacysplit.data import load_dataset
 from privacysplit.fidelity import get_fidelity
 from privacysplit.models import split
+from privacysplit.reporting import add_output_arguments, resolve_output
 from privacysplit.training import pretrained_base
 
-FIELDS = ["network", "partition", "layer", "privacy", "threat", "game", "adv_lambda", "accuracy", "leakage", "ssim", "mse",
-          "property_accuracy", "property_chance", "attacker", "score_prior", "score_prior_tuned", "ref_ssim",
+ROOT = Path(__file__).resolve().parents[1]
+
+FIELDS = ["network", "partition", "layer", "privacy", "threat", "game", "adv_lambda", "accuracy", "leakage", "ssim",
+          "mse", "property_accuracy", "property_chance", "attacker", "score_prior", "score_prior_tuned", "ref_ssim",
           "ref_mse", "ref_attacker", "train_seconds", "attack_seconds"]
 DATA_SEED = 0
 N_IMG = 6
@@ -94,8 +99,8 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
                     enc.eval()
                     samples[(p, threat, lam)] = out["attacker_model"](enc(data.normalize(x_show))).clamp(0, 1)
             rows.append(row)
-            print(f"p={p} {threat:9s} {row.get('game', '')} lambda={lam:<5g} A={row['accuracy']:.3f} leakage={row['leakage']:.4f} "
-                  f"attacker={row.get('attacker')} ref={row.get('ref_ssim', '')} "
+            print(f"p={p} {threat:9s} {row.get('game', '')} lambda={lam:<5g} A={row['accuracy']:.3f} "
+                  f"leakage={row['leakage']:.4f} attacker={row.get('attacker')} ref={row.get('ref_ssim', '')} "
                   f"({time.perf_counter() - t0:.1f} s)", flush=True)
     samples["original"] = x_show
     return rows, samples
@@ -201,8 +206,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--seed", type=int, default=0, help="evaluation seed")
     parser.add_argument("--cache", default=None, help="cache folder (base weights, attack priors)")
-    parser.add_argument("--out", default="runs/proactive_tradeoff", help="output folder")
+    add_output_arguments(parser, "proactive_tradeoff", "benchmarks/results/proactive_tradeoff", ROOT)
     args = parser.parse_args(argv)
+    resolve_output(parser, args)
     args.reference_lambdas = {float(v) for v in args.reference_lambdas.split(",") if v}
     write(*run(args), args)
 
