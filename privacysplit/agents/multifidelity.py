@@ -4,10 +4,12 @@ When a plan's reward at a cheap fidelity ranks plans like the reward at the targ
 for a small fraction of its cost, a searcher can look at many more plans by measuring all of
 them cheaply and only the best of them at the target fidelity.  Whether it does is a
 measurement: ``benchmarks/reward_table.py`` gives the Spearman correlation and the cost
-ratio of two fidelities over a whole space.  On the 212-plan lenet/mnist table ``smoke``
-(128 images, one epoch) costs 0.055 of a ``cpu`` evaluation but ranks plans poorly
-(Spearman 0.248), so screening at ``smoke`` loses to random search at equal compute there;
-these searchers pay off only with a low fidelity that ranks well.
+ratio (CPU seconds, plans timed back to back) of two fidelities over a whole space.  On the
+212-plan lenet/mnist table at ``cpu``: ``smoke`` (128 images) costs 0.053 of a ``cpu``
+evaluation but ranks plans poorly (Spearman 0.236); ``cpu:n_ec=1:n_d=2`` ranks them well
+(0.955) but costs 0.561, because the attack's fixed costs do not shrink with its epochs;
+:data:`SCREEN_FIDELITY` (half the images, one epoch of each) ranks at 0.867 for 0.292, the
+default.  Screening pays off only with a low fidelity that ranks well.
 
 The bookkeeping is Optuna's: every plan is a trial whose partition and techniques a sampler
 suggests (TPE by default, the same conditional space as :mod:`privacysplit.agents.tpe`); its
@@ -36,7 +38,7 @@ low-fidelity ones (plan, reward, whether promoted, compute), so both are recorde
 .. code-block:: python
 
     env = gym.make("PrivacySplit-v0", base="lenet", fidelity="cpu")
-    result = make_agent("successive_halving", low_fidelity="smoke").search(env, budget=25)
+    result = make_agent("successive_halving").search(env, budget=25)  # screens at SCREEN_FIDELITY
 
 On reward tables (no training) pass the low-fidelity table as ``low_env``:
 ``make_agent("hyperband", low_env=table_env(table=smoke_table))``; the cost ratio is then
@@ -68,8 +70,16 @@ SAMPLERS = ("tpe", "random")
 #: median ``eval_seconds`` of the 212-plan tables on a shared 2-core machine; see
 #: ``benchmarks/results/reward_table/summary.md``); used for real evaluators when no
 #: ``cost_ratio`` is given.  Other networks have other ratios: pass ``cost_ratio``.
+#: the default low fidelity: ``cpu`` on half the images (its base network trains twice the
+#: epochs, so as many steps), one retraining and one attacker epoch
+SCREEN_FIDELITY = "cpu:n_train=1000:base_epochs=10:n_ec=1:n_d=1"
+
 MEASURED_COST_RATIOS: dict[tuple[str, str], float] = {
-    ("smoke", "cpu"): 0.055,
+    # median CPU seconds of 8 lenet/mnist plans timed back to back, one thread
+    # (``benchmarks/reward_table.py --time-plans 8``)
+    ("smoke", "cpu"): 0.053,
+    ("cpu-n_ec1-n_d2", "cpu"): 0.561,
+    ("cpu-n_train1000-base_epochs10-n_ec1-n_d1", "cpu"): 0.292,
 }
 
 #: columns of ``low_history`` (and of ``low_history.csv``)
@@ -114,15 +124,18 @@ class MultiFidelityConfig:
     """seed of the sampler"""
     pruner: str = "successive_halving"
     """``successive_halving``, ``hyperband`` or ``none`` (see the module docstring)"""
-    reduction_factor: int = 4
-    """a screened plan is promoted when it ranks in the top ``1 / reduction_factor``"""
-    sampler: str = "random"
-    """``random`` (partition, then techniques: classic successive halving over random plans)
-    or ``tpe`` (Optuna TPE, fed the target rewards and the pruned trials; on small spaces it
-    soon proposes mostly plans already screened, which are free but slow to ask)"""
+    reduction_factor: int = 3
+    """a screened plan is promoted when it ranks in the top ``1 / reduction_factor`` (3: on
+    the lenet reward table, screening at :data:`SCREEN_FIDELITY` with TPE, 3 beat 2 and 4)"""
+    sampler: str = "tpe"
+    """``tpe`` (Optuna TPE, fed the target rewards and the pruned trials' low-fidelity
+    rewards; on small spaces it soon proposes mostly plans already screened, which are free
+    but slow to ask) or ``random`` (partition, then techniques: classic successive halving
+    over random plans).  TPE is the default: on the lenet reward table it had the lower
+    median regret at 25 compute for every reduction factor (2-4) and both pruners."""
     n_startup_trials: int = 10
     """random trials before TPE starts modelling"""
-    low_fidelity: str | Fidelity = "smoke"
+    low_fidelity: str | Fidelity = SCREEN_FIDELITY
     """fidelity of the low evaluator built from the env's evaluator (when no ``low_env``): a
     preset, ``preset:field=value:...`` (see :func:`fidelity_from_spec`) or a Fidelity"""
     cost_ratio: float | None = None
