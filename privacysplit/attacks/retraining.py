@@ -46,7 +46,10 @@
   -0.190 / -0.178 at accuracy -1.6 / -3.0 / -0.6 / -1.0 points; at weight 192: -0.209 /
   -0.198 / -0.203 / -0.208 at -1.2 / -3.2 / -1.0 / -2.4.  2x the epochs: no better (weight
   192, seeds 0-1: -0.202 / -0.200 at -2.0 / -3.4).  A cosine-decayed rate in the joint
-  phase kept the encoder near where it started (weight 192: -0.069 at -0.4).
+  phase kept the encoder near where it started (weight 192: -0.069 at -0.4).  Averaging
+  the dCor over every encoder layer's output, to make the ReLU drop detail rather than the
+  last layer scramble it, did not help the reference attacker either (weight 576: fresh
+  0.823, reference 0.942, accuracy 0.916).
 
 Label convention: inversion (``mse``/``ssim``) trains the task on ``fine`` labels; property
 inference trains the task on ``coarse`` labels and attacks the ``fine`` one, as the paper's
