@@ -24,7 +24,7 @@ import torch
 from privacysplit._fsutil import atomic_torch_save
 from privacysplit._validate import check_float, check_seed
 from privacysplit.attacks import evaluate_split
-from privacysplit.attacks.retraining import PROACTIVE_VERSION
+from privacysplit.attacks.retraining import PROACTIVE_VERSION, base_schedule
 from privacysplit.compression import CompressionSettings, apply_plan
 from privacysplit.data import Dataset
 from privacysplit.data.tensors import resolve_dataset
@@ -215,7 +215,8 @@ class Evaluator:
         ``"<last layer> | none"``) put through the same retraining as every plan of this
         setting: the same training images and validation images, the same optimiser, the
         same seed derivation, and as many encoder+cloud epochs as a plan trains under the
-        chosen threat (N_ec reactive, N_p x N_ec proactive).  Under ``threat="reactive"``
+        chosen threat (N_ec reactive; proactive: the game's schedule at lambda 0,
+        :func:`~privacysplit.attacks.retraining.base_schedule`).  Under ``threat="reactive"``
         the full-network uncompressed plan therefore scores exactly A_base (R_A = 1).
         Measuring it right after base training instead would compare a plan that had more
         epochs with a base that had not: at ``cpu`` fidelity AlexNet gained 13 points that
@@ -245,8 +246,8 @@ class Evaluator:
         if cached is not None:
             return float(cached["accuracy_base"])
         fid = self.fidelity
-        if self.threat == "proactive":  # a proactive plan trains N_p rounds of N_ec epochs
-            fid = fid.with_(name=fid.name, n_ec=fid.n_ec * fid.n_p)
+        if self.threat == "proactive":  # as many epochs, in the same batches, as a proactive plan
+            fid = base_schedule(fid)
         plan = self.full_plan()
         encoder, cloud = apply_plan(net, plan, self.settings)
         result = evaluate_split(

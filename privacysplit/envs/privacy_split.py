@@ -60,7 +60,8 @@ class PrivacySplitEnv(gym.Env):
     Every plan of one setting retrains on the same training images and is measured on the
     same validation images.  A_base is the unsplit, uncompressed network (the plan
     ``"<last layer> | none"``) put through the same retraining for as many epochs as a plan
-    of the chosen threat trains (N_ec reactive, N_p x N_ec proactive): under
+    of the chosen threat trains (N_ec reactive; proactive: the game's joint epochs,
+    ``attacks.retraining.base_schedule``): under
     ``threat="reactive"`` that plan scores exactly A_base and R_A = 1.
 
     ## Episode End

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from privacysplit.attacks.retraining import game_epochs
 from privacysplit.compression import CompressionSettings
 from privacysplit.data.base import Split
 from privacysplit.envs import evaluator as evaluator_module
@@ -60,13 +61,16 @@ def test_proactive_a_base_trains_as_many_epochs_as_a_proactive_plan(cache_root, 
     original = evaluator_module.evaluate_split
 
     def spy(*args, **kwargs):
-        calls.append((kwargs["fidelity"].n_ec, kwargs.get("attack", True), kwargs["threat"]))
+        f = kwargs["fidelity"]
+        calls.append((f.n_ec, f.batch_size, kwargs.get("attack", True), kwargs["threat"]))
         return original(*args, **kwargs)
 
     monkeypatch.setattr(evaluator_module, "evaluate_split", spy)
     fid = evaluator_module.get_fidelity("smoke").with_(n_ec=2, n_p=3)
     _evaluator(tmp_path, cache=False, threat="proactive", fidelity=fid).base()
-    assert calls == [(6, False, "reactive")]
+    # the dCor game: 1.5 x n_p x (n_ec + n_d) = 1.5 x 3 x (2 + 1) -> 14 joint epochs, in batches twice as large
+    assert game_epochs(fid) == 14
+    assert calls == [(14, 2 * fid.batch_size, False, "reactive")]
 
 
 @pytest.mark.parametrize(
