@@ -18,7 +18,7 @@
     directly.  ``1.5 * n_p * (n_ec + n_d)`` encoder+cloud epochs (:func:`game_epochs`),
     then the cloud alone ``2 *`` as many epochs on the frozen encoder's released features
     to win back accuracy (cheap: the encoder does not train).  Limit, measured at LeNet
-    partition 3: the slow reference attacker (whole 60k training split, 24 epochs) still
+    partition 3: the slow reference attacker (whole 4,000-image training split, 24 epochs) still
     reaches SSIM 0.92-0.93 on these encoders (0.975 reactive) -- there the game mostly
     makes inversion need more data and training than the evaluation's attacker has; at
     partition 6 it removes information (reference 0.56 against 0.90).
