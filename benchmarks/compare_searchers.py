@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -93,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                 env = PrivacySplitEnv(evaluator=evaluator)
                 t0 = time.perf_counter()
                 log_dir = out / "tb" / f"{name}-seed{seed}"
+                if log_dir.exists():  # a rerun into the same folder: its event files replace the old ones
+                    shutil.rmtree(log_dir)
                 result = make_agent(name, seed=seed).search(env, args.budget, progress=False, log_dir=str(log_dir))
                 seconds = time.perf_counter() - t0
                 curves.setdefault(name, []).append(result.best_so_far())
