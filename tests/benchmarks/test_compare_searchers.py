@@ -63,6 +63,7 @@ def test_default_output_is_a_new_ignored_folder_with_tensorboard_runs(cache_root
     )
     assert proc.returncode == 0, proc.stderr
     out = Path(proc.stdout.strip().splitlines()[-1].split()[1])
+    out = out if out.is_absolute() else root / out  # recorded relative to the working directory
     try:
         assert out.parent == root / "runs" and out.name.startswith("compare-")
         # other work may change the tree meanwhile: look only where this script could write
