@@ -308,7 +308,8 @@ def adversarial(args) -> None:
           f"resource {ev.resource})\n\n"
           f"The RL plan comes from the proactive search ({how}); adversarial learning trains the unchanged network, split at "
           f"partition {p} (the allowed partition whose saving, {s_p:.4f}, is closest to the RL plan's {rl['resource']:.4f}), "
-          "against an in-game decoder (Xiao et al.); every privacy number is then measured by a fresh attacker.  The paper "
+          "with the proactive game (Xiao et al. train against an in-game decoder; the default game here is the dCor game of "
+          "privacysplit/attacks/retraining.py); every privacy number is then measured by a fresh attacker.  The paper "
           "(VGG, CIFAR-10) finds its structure search beats adversarial learning by 128% in reward.")
 
 
