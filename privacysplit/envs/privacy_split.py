@@ -87,7 +87,8 @@ class PrivacySplitEnv(gym.Env):
       decoder that won), ``score_<decoder>`` (each candidate's privacy loss) and
       ``attack_fallback`` (1 when the attack prior no longer fitted and decoders trained
       from scratch took over); property
-      inference: ``property_accuracy``, ``property_chance``; ``reconstruction_png``: a PNG of
+      inference: ``property_accuracy``, ``property_chance``; under ``threat="proactive"``
+      ``game`` (the proactive game's objective, ``dcor`` or ``decoder``); ``reconstruction_png``: a PNG of
       originals (top) and the attacker's reconstructions (bottom), written beside the cache;
     * resources: ``resource`` (the S in the reward), ``resource_metric``, the savings ``S1``
       (parameters), ``S2`` (MACs), ``S3`` (latency); the device part's ``params``, ``macs``,
