@@ -98,6 +98,16 @@ def table_path(args, evaluator, out: Path) -> Path:
     return out / f"table_{args.base}_{args.dataset}_{spec_label(args.fidelity)}_{tag}.csv"
 
 
+def make_evaluator(args, out: Path, spec: str, workers: int = 1):
+    """The evaluator of these settings at fidelity ``spec``, on the cache in ``out``."""
+    from privacysplit.envs.evaluator import Evaluator
+
+    return Evaluator(args.base, args.dataset, fidelity=parse_fidelity(spec), privacy=args.privacy,
+                     resource=args.resource, techniques=args.techniques.split(","),
+                     partitions=[int(p) for p in args.partitions.split(",")], cache=str(out / "evals.sqlite"),
+                     executor="process" if workers > 1 else "inprocess", workers=workers)
+
+
 def load_table(args, out: Path, fidelity: str | None = None):
     """The measured table at ``fidelity`` (default ``--fidelity``): read from its CSV in
     ``out`` or measured now."""
@@ -105,14 +115,8 @@ def load_table(args, out: Path, fidelity: str | None = None):
     if fidelity is not None:
         args = argparse.Namespace(**{**vars(args), "fidelity": fidelity})
     from privacysplit.agents.table import TABLE_COLUMNS, TableEvaluator
-    from privacysplit.envs.evaluator import Evaluator
 
-    techniques = args.techniques.split(",")
-    partitions = [int(p) for p in args.partitions.split(",")]
-    evaluator = Evaluator(args.base, args.dataset, fidelity=parse_fidelity(args.fidelity), privacy=args.privacy,
-                          resource=args.resource, techniques=techniques, partitions=partitions,
-                          cache=str(out / "evals.sqlite"), executor="process" if args.workers > 1 else "inprocess",
-                          workers=args.workers)
+    evaluator = make_evaluator(args, out, args.fidelity, workers=args.workers)
     if args.synthetic:  # the low fidelity: the same synthetic reward with more noise
         return TableEvaluator.synthetic(evaluator.space, noise=0.3 if low else 0.02)
     path = table_path(args, evaluator, out)
@@ -153,14 +157,8 @@ def time_fidelities(args, out: Path, specs: list[str], n: int) -> dict[str, floa
     not a cost ratio.  Base networks and attack priors are trained (or read) first and not
     counted: they are paid once per table, not per evaluation.
     """
-    from privacysplit.envs.evaluator import Evaluator
-
     rng = np.random.default_rng(0)
-    evaluators = {spec: Evaluator(args.base, args.dataset, fidelity=parse_fidelity(spec), privacy=args.privacy,
-                                  resource=args.resource, techniques=args.techniques.split(","),
-                                  partitions=[int(p) for p in args.partitions.split(",")],
-                                  cache=str(out / "evals.sqlite"))
-                  for spec in [args.fidelity, *specs]}
+    evaluators = {spec: make_evaluator(args, out, spec) for spec in [args.fidelity, *specs]}
     space = evaluators[args.fidelity].space
     plans = [space.sample(rng, by="partition") for _ in range(n)]
     seconds: dict[str, list[float]] = {spec: [] for spec in evaluators}

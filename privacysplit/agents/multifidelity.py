@@ -66,17 +66,15 @@ PRUNERS = ("successive_halving", "hyperband", "none")
 #: samplers by name
 SAMPLERS = ("tpe", "random")
 
-#: low/target evaluation-time ratios measured by ``benchmarks/reward_table.py`` (lenet/mnist,
-#: median ``eval_seconds`` of the 212-plan tables on a shared 2-core machine; see
-#: ``benchmarks/results/reward_table/summary.md``); used for real evaluators when no
-#: ``cost_ratio`` is given.  Other networks have other ratios: pass ``cost_ratio``.
 #: the default low fidelity: ``cpu`` on half the images (its base network trains twice the
 #: epochs, so as many steps), one retraining and one attacker epoch
 SCREEN_FIDELITY = "cpu:n_train=1000:base_epochs=10:n_ec=1:n_d=1"
 
+#: low/target cost ratios measured by ``benchmarks/reward_table.py --time-plans 8`` (lenet/mnist:
+#: median CPU seconds of the same 8 plans timed back to back, one thread; see
+#: ``benchmarks/results/reward_table/summary.md``); used for real evaluators when no
+#: ``cost_ratio`` is given.  Other networks have other ratios: pass ``cost_ratio``.
 MEASURED_COST_RATIOS: dict[tuple[str, str], float] = {
-    # median CPU seconds of 8 lenet/mnist plans timed back to back, one thread
-    # (``benchmarks/reward_table.py --time-plans 8``)
     ("smoke", "cpu"): 0.053,
     ("cpu-n_ec1-n_d2", "cpu"): 0.561,
     ("cpu-n_train1000-base_epochs10-n_ec1-n_d1", "cpu"): 0.292,

@@ -387,9 +387,7 @@ def evaluate_split(
             tabular data.
     """
     check_options(threat, privacy, data)
-    game = DEFAULT_GAME if game is None else game
-    if game not in GAME_OBJECTIVES:
-        raise ValueError(f"unknown proactive game objective {game!r}; valid: {', '.join(GAME_OBJECTIVES)}")
+    game = resolve_game(game)
     fid = get_fidelity(fidelity)
     if feature_noise < 0 or not math.isfinite(feature_noise):
         raise ValueError(f"feature_noise must be a non-negative number, got {feature_noise!r}")
@@ -572,6 +570,15 @@ def _proactive(
     return loss
 
 
+def resolve_game(game: str | None) -> str:
+    """``game``, or :data:`DEFAULT_GAME` for ``None``; a ``ValueError`` naming the valid ones
+    for an unknown name."""
+    game = DEFAULT_GAME if game is None else game
+    if game not in GAME_OBJECTIVES:
+        raise ValueError(f"unknown proactive game objective {game!r}; valid: {', '.join(GAME_OBJECTIVES)}")
+    return game
+
+
 def game_epochs(fidelity: Fidelity | str, game: str | None = None) -> int:
     """Encoder+cloud epochs a proactive plan trains under ``game``: ``1.5 * n_p * (n_ec + n_d)``
     (rounded up) for ``"dcor"`` (plus twice as many cloud-only epochs), ``n_p * n_ec`` for
@@ -580,9 +587,7 @@ def game_epochs(fidelity: Fidelity | str, game: str | None = None) -> int:
     What a fair A_base footing for proactive plans trains the unsplit network for.
     """
     fid = get_fidelity(fidelity)
-    game = DEFAULT_GAME if game is None else game
-    if game not in GAME_OBJECTIVES:
-        raise ValueError(f"unknown proactive game objective {game!r}; valid: {', '.join(GAME_OBJECTIVES)}")
+    game = resolve_game(game)
     return (3 * fid.n_p * (fid.n_ec + fid.n_d) + 1) // 2 if game == "dcor" else fid.n_p * fid.n_ec
 
 
@@ -597,7 +602,7 @@ def base_schedule(fidelity: Fidelity | str, game: str | None = None) -> Fidelity
     way would flatter every proactive plan.
     """
     fid = get_fidelity(fidelity)
-    game = DEFAULT_GAME if game is None else game
+    game = resolve_game(game)
     epochs = game_epochs(fid, game)
     batch = DCOR_BATCH_FACTOR * fid.batch_size if game == "dcor" else fid.batch_size
     return fid.with_(name=fid.name, n_ec=epochs, batch_size=batch)
@@ -666,5 +671,6 @@ DEFAULT_GAME = "dcor"
 __all__ = [
     "DCOR_SCALE", "DEFAULT_GAME", "GAME_OBJECTIVES", "INVERSION_METRICS", "PRIVACY_METRICS", "PROACTIVE_VERSION",
     "THREATS", "BatchStandardizer", "base_schedule", "check_options", "class_residual", "constant_floor", "distance_correlation",
-    "evaluate_split", "game_epochs", "game_leakage", "inversion_leakage", "property_leakage", "task_labels", "train_split",
+    "evaluate_split", "game_epochs", "game_leakage", "inversion_leakage", "property_leakage", "resolve_game",
+    "task_labels", "train_split",
 ]
