@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--networks", nargs="+", default=["lenet", "vgg11"],
                         help="base networks to attack")
     parser.add_argument("--dataset", default="mnist", help="dataset name")
-    parser.add_argument("--fidelity", default="cpu", help="fidelity preset (smoke, cpu, paper)")
+    parser.add_argument("--fidelity", default="cpu", help="fidelity preset (smoke, cpu, paper), or preset:field=value:... (e.g. cpu:prior_epochs=32)")
     parser.add_argument("--threats", nargs="+", default=["reactive", "proactive"],
                         choices=["reactive", "proactive"], help="threat models to run")
     parser.add_argument("--privacy", default="ssim", choices=["ssim", "mse"],

@@ -21,7 +21,7 @@ import json
 import math
 import os
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,11 @@ class Fidelity:
         prior_finetune: epochs the measuring attacker fine-tunes the prior on the plan's
             features (the best held-out epoch counts).
         game_attackers: in-game attackers restarted each proactive round.
+        shift_attack: what the measuring attacker does when the fine-tuned prior no longer
+            fits a plan's features (a heavy compression, a proactive encoder):
+            ``"scratch"`` trains every scratch decoder as well (warm-up selection), or
+            ``"prior"`` keeps training the prior at the full rate for the rest of the N_d
+            epochs (:func:`privacysplit.attacks.inversion.invert`).
     """
 
     name: str = "custom"
@@ -69,6 +74,7 @@ class Fidelity:
     prior_epochs: int = 16
     prior_finetune: int = 1
     game_attackers: int = 1
+    shift_attack: str = "scratch"
 
     def __post_init__(self) -> None:
         """Refuse a value that would change meaning silently (``True`` as 1 epoch, a NaN
@@ -90,23 +96,38 @@ class Fidelity:
             value = getattr(self, field_name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"Fidelity.{field_name} must be a finite number > 0, got {value!r}")
+        if self.shift_attack not in SHIFT_ATTACKS:
+            raise ValueError(f"Fidelity.shift_attack must be one of {', '.join(SHIFT_ATTACKS)}, "
+                             f"got {self.shift_attack!r}")
         value = self.adv_lambda
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ValueError(f"Fidelity.adv_lambda must be a finite number >= 0, got {value!r}")
 
     def key(self) -> str:
-        """A short stable hash of every field; part of every cache key."""
-        blob = json.dumps(asdict(self), sort_keys=True)
+        """A short stable hash of every field; part of every cache key.
+
+        Fields added after the key's format was fixed (:data:`_LATE_DEFAULTS`) enter it only
+        when they differ from their defaults, so every number cached before they existed
+        keeps its key (their defaults reproduce the old behaviour exactly)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True)
         return f"{self.name}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Every field, less the late ones at their defaults (see :meth:`key`): this dict is
+        hashed into cache keys and per-plan seeds, so a new field must not change it."""
+        return {k: v for k, v in asdict(self).items() if _LATE_DEFAULTS.get(k, _UNSET) != v}
 
     def with_(self, **changes) -> Fidelity:
         """A copy with some fields changed (named ``custom`` unless ``name`` is given)."""
         changes.setdefault("name", "custom")
         return replace(self, **changes)
 
+
+#: what the measuring attacker can do when the prior no longer fits (see ``Fidelity.shift_attack``)
+SHIFT_ATTACKS: tuple[str, ...] = ("scratch", "prior")
+_UNSET = object()
+#: fields added after cache keys were first written, with the defaults that leave them out
+_LATE_DEFAULTS: dict[str, object] = {"shift_attack": "scratch"}
 
 FIDELITIES: dict[str, Fidelity] = {
     "smoke": Fidelity(
@@ -121,12 +142,54 @@ FIDELITIES: dict[str, Fidelity] = {
 }
 
 
+def _parse_field(field_name: str, annotation: str, text: str, spec: str) -> object:
+    """``text`` as the value of a field whose annotation is ``annotation``."""
+    if annotation == "str":
+        return text
+    if text == "None" and "None" in annotation:
+        return None
+    try:
+        return float(text) if annotation.startswith("float") else int(text)
+    except ValueError:
+        raise ValueError(f"fidelity field {field_name!r} in {spec!r} needs a number, got {text!r}") from None
+
+
+def fidelity_from_spec(spec: str | Fidelity) -> Fidelity:
+    """A preset name, or ``preset:field=value:...`` (e.g. ``cpu:n_ec=1:prior_finetune=0``): the
+    preset with those fields changed, named after the spec (``cpu-n_ec1-prior_finetune0``) so
+    its cache rows and weights never mix with the preset's.
+
+    Raises:
+        ValueError: an unknown preset or field, or a value the field refuses.
+    """
+    if isinstance(spec, Fidelity):
+        return spec
+    preset, *changes = str(spec).split(":")
+    if preset not in FIDELITIES:
+        raise ValueError(f"unknown fidelity {preset!r}; valid presets: {', '.join(FIDELITIES)} "
+                         "(optionally with :field=value changes, or pass a privacysplit.Fidelity)")
+    if not changes:
+        return FIDELITIES[preset]
+    annotations = {f.name: str(f.type) for f in fields(Fidelity) if f.name != "name"}
+    values: dict = {}
+    for change in changes:
+        key, _, text = change.partition("=")
+        if key not in annotations:
+            raise ValueError(f"unknown fidelity field {key!r} in {spec!r}; valid fields: {', '.join(annotations)}")
+        values[key] = _parse_field(key, annotations[key], text, spec)
+    name = preset + "-" + "-".join(f"{k}{v}" for k, v in values.items())
+    return FIDELITIES[preset].with_(name=name, **values)
+
+
 def get_fidelity(fidelity: str | Fidelity | dict) -> Fidelity:
-    """Resolve a preset name, a :class:`Fidelity` or a dict of its fields."""
+    """Resolve a preset name, a ``preset:field=value:...`` spec (:func:`fidelity_from_spec`),
+    a :class:`Fidelity` or a dict of its fields."""
     if isinstance(fidelity, Fidelity):
         return fidelity
     if isinstance(fidelity, dict):
         return Fidelity(**fidelity)
+    if isinstance(fidelity, str) and ":" in fidelity:
+        return fidelity_from_spec(fidelity)
     if fidelity not in FIDELITIES:
         raise ValueError(
             f"unknown fidelity {fidelity!r}; valid presets: {', '.join(FIDELITIES)} "

@@ -3,7 +3,8 @@
 Data sit in memory as tensors, so batching is a seeded permutation and a slice: at LeNet's
 size a DataLoader's per-batch overhead would cost more than the network.
 
-Base networks are trained once per (network, dataset, label kind, fidelity, seed) and
+Base networks are trained once per (network, dataset, label kind, base-training fields of
+the fidelity, seed) and
 cached on disk (``weights_only=True`` loads), so every plan starts from trained weights and
 A_base is known.  Processes that need the same base network at once take turns under a file
 lock: the first trains it and writes it atomically (unique temporary name, then
@@ -151,9 +152,17 @@ def accuracy(
     return correct / max(len(x), 1)
 
 
+#: the :class:`~privacysplit.fidelity.Fidelity` fields base training reads
+BASE_FIELDS: tuple[str, ...] = ("n_train", "n_val", "batch_size", "base_epochs", "base_lr")
+
+
 def _base_key(name: str, dataset: str, labels: str, fidelity: Fidelity, seed: int) -> str:
-    blob = json.dumps([name, dataset, labels, fidelity.key(), seed, TRAINING_VERSION])
-    readable = safe_name(f"{name}-{dataset}-{labels}-{fidelity.name}-s{seed}")
+    """Keyed on the fields base training reads, not the whole fidelity: two fidelities that
+    differ only in their attack or retraining settings share one base network (and its
+    A_base), so comparing them compares what they change and nothing else."""
+    fields = {k: getattr(fidelity, k) for k in BASE_FIELDS}
+    blob = json.dumps([name, dataset, labels, fields, seed, TRAINING_VERSION], sort_keys=True)
+    readable = safe_name(f"{name}-{dataset}-{labels}-e{fidelity.base_epochs}-n{fidelity.n_train}-s{seed}")
     return f"{readable}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
 
@@ -171,7 +180,7 @@ def pretrained_base(
 ) -> tuple[Network, float]:
     """The base network trained on ``dataset``, and its validation accuracy A_base.
 
-    Trained once per (network, dataset, labels, fidelity, seed) and cached under
+    Trained once per (network, dataset, labels, the fidelity's :data:`BASE_FIELDS`, seed) and cached under
     :func:`base_weights_dir` of ``cache`` (a folder, or an evaluation-cache file to store
     them beside); later calls load the weights (``weights_only=True``).  Concurrent callers
     wait for the first one's training instead of repeating it.  ``cache=False`` disables

@@ -58,7 +58,7 @@ import numpy as np
 from privacysplit.agents.base import BaseSearcher, SearchRun, check_positive, unwrap
 from privacysplit.agents.result import SearchResult
 from privacysplit.agents.tpe import trial_plan
-from privacysplit.fidelity import FIDELITIES, Fidelity
+from privacysplit.fidelity import Fidelity, fidelity_from_spec
 
 #: pruners by name: ``none`` promotes every plan (no screening saving, only the extra cost)
 PRUNERS = ("successive_halving", "hyperband", "none")
@@ -84,36 +84,6 @@ MEASURED_COST_RATIOS: dict[tuple[str, str], float] = {
 LOW_COLUMNS = ("screen", "plan", "reward", "promoted", "compute")
 
 _EPS = 1e-9
-
-
-def fidelity_from_spec(spec: str | Fidelity) -> Fidelity:
-    """A preset name, or ``preset:field=value:...`` (e.g. ``cpu:n_ec=1:prior_finetune=0``): the
-    preset with those fields changed, named after the spec (``cpu-n_ec1-prior_finetune0``) so
-    its cache rows and weights never mix with the preset's.
-
-    Raises:
-        ValueError: an unknown preset or field, or a value the field refuses.
-    """
-    if isinstance(spec, Fidelity):
-        return spec
-    preset, *changes = str(spec).split(":")
-    if preset not in FIDELITIES:
-        raise ValueError(f"unknown fidelity {preset!r}; valid presets: {', '.join(FIDELITIES)} "
-                         "(optionally with :field=value changes, or pass a privacysplit.Fidelity)")
-    if not changes:
-        return FIDELITIES[preset]
-    valid = [f.name for f in fields(Fidelity) if f.name != "name"]
-    values: dict = {}
-    for change in changes:
-        key, _, text = change.partition("=")
-        if key not in valid:
-            raise ValueError(f"unknown fidelity field {key!r} in {spec!r}; valid fields: {', '.join(valid)}")
-        try:
-            values[key] = None if text == "None" else (float(text) if "." in text or "e" in text else int(text))
-        except ValueError:
-            raise ValueError(f"fidelity field {key!r} in {spec!r} needs a number, got {text!r}") from None
-    name = preset + "-" + "-".join(f"{k}{v}" for k, v in values.items())
-    return FIDELITIES[preset].with_(name=name, **values)
 
 
 @dataclass

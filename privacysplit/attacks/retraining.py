@@ -469,7 +469,7 @@ def evaluate_split(
         return result
     inv = invert(encoder, feats, x, feats_val, xv, metric=privacy, epochs=fid.n_d,
                  batch_size=fid.batch_size, lr=fid.decoder_lr, seed=seed, prior=prior,
-                 prior_epochs=fid.prior_finetune, prior_score=expected)
+                 prior_epochs=fid.prior_finetune, prior_score=expected, shift_attack=fid.shift_attack)
     t_attack = time.perf_counter() - t1
     if inv.decoder is None:
         return _failure("every inversion decoder diverged", privacy, t_train, t_attack)

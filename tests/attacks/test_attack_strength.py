@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+import torch
 
 from privacysplit.attacks import evaluate_split
 from privacysplit.fidelity import get_fidelity
@@ -80,3 +81,48 @@ def test_fast_attacker_is_within_tolerance_of_the_reference_on_lenet_conv1(mnist
     assert ref.ssim >= max(ref.scores.values()) - 1e-3  # the reference reports its best candidate
     assert fast.ssim > 0.9, fast
     assert ref.ssim - fast.ssim <= 0.02, (fast.scores, ref.scores)
+
+
+@pytest.mark.parametrize("shift_attack", ["scratch", "prior"])
+def test_a_prior_that_no_longer_fits_is_trained_further_or_joined_by_scratch_decoders(mnist, cache_root,
+                                                                                      shift_attack):
+    """Features that moved away from the prior (here: a re-initialised encoder against a prior
+    of the trained one) trigger the shift path: ``"scratch"`` adds the scratch decoders,
+    ``"prior"`` trains the fine-tuned prior on at the full rate (``prior_long``) instead, and the
+    winner's decoder reproduces the winner's reconstruction."""
+    from privacysplit.attacks import invert
+    from privacysplit.attacks.fitting import release
+    from privacysplit.attacks.inversion import reconstruct
+    from privacysplit.attacks.metrics import ssim_torch
+    from privacysplit.attacks.prior import prior_score, prior_state
+
+    base = pretrained_base("lenet", mnist, fidelity="smoke", cache=cache_root)[0]
+    enc = base.sub(0, 4)
+    state = prior_state(enc, mnist, metric="ssim", epochs=2, batch_size=128, lr=3e-3, cache=False)
+    expected = prior_score(enc, mnist, state, metric="ssim", n_val=128)
+    moved = copy.deepcopy(enc)
+    torch.manual_seed(5)
+    for module in moved.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    x, xv = mnist.train.x[:512], mnist.val.x[:128]
+    f, fv = release(moved, x, mnist.normalize), release(moved, xv, mnist.normalize)
+    res = invert(moved, f, x, fv, xv, metric="ssim", epochs=3, batch_size=64, lr=3e-3, seed=0, prior=state,
+                 prior_epochs=1, prior_score=expected, shift_tolerance=0.0, shift_attack=shift_attack)
+    assert res.fallback
+    if shift_attack == "scratch":  # every scratch decoder warms up, the best one finishes
+        assert set(res.warmup) == {"mirror", "generic"}
+        assert set(res.scores) == {"prior", "prior_tuned", min(res.warmup, key=res.warmup.get)}
+    else:
+        assert set(res.scores) == {"prior", "prior_tuned", "prior_long"} and not res.warmup
+    assert res.attacker == max(res.scores, key=res.scores.get)
+    again = float(ssim_torch(reconstruct(res.decoder, fv), xv))
+    assert again == pytest.approx(res.scores[res.attacker], abs=1e-6)
+
+
+def test_unknown_shift_attack_lists_the_valid_ones(mnist):
+    from privacysplit.attacks import invert
+
+    x = mnist.train.x[:8]
+    with pytest.raises(ValueError, match="valid: scratch, prior"):
+        invert(None, x, x, x, x, metric="ssim", epochs=1, batch_size=8, lr=1e-3, seed=0, shift_attack="nope")
