@@ -26,7 +26,7 @@ search's worker processes.
 
 Example::
 
-    python benchmarks/attack_strength.py --networks lenet --out benchmarks/results/attack_strength
+    python benchmarks/attack_strength.py --networks lenet --update-results
     python benchmarks/attack_strength.py --networks vgg11 --threats reactive --partitions 0,8,18
 """
 
@@ -46,7 +46,10 @@ from privacysplit.attacks.prior import prior_state
 from privacysplit.data import load_dataset
 from privacysplit.fidelity import get_fidelity
 from privacysplit.models import split
+from privacysplit.reporting import add_output_arguments, resolve_output
 from privacysplit.training import pretrained_base
+
+ROOT = Path(__file__).resolve().parents[1]
 
 FIELDS = [
     "network", "partition", "layer", "feature_shape", "threat", "privacy", "adv_lambda", "accuracy", "ssim", "mse",
@@ -209,8 +212,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--seed", type=int, default=0, help="evaluation seed")
     parser.add_argument("--cache", default=None, help="cache folder (base weights, attack priors)")
-    parser.add_argument("--out", default="runs/attack_strength", help="output folder")
+    add_output_arguments(parser, "attack_strength", "benchmarks/results/attack_strength", ROOT)
     args = parser.parse_args(argv)
+    resolve_output(parser, args)
     write(run(args), args)
 
 
