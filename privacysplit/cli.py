@@ -68,6 +68,18 @@ RESOURCES = ("params", "macs", "latency")
 FIDELITY_NAMES = ("smoke", "cpu", "paper")
 
 
+def _fidelity_spec(text: str) -> str:
+    """``--fidelity``: a preset or ``preset:field=value:...``, checked now (argparse reports
+    the error with the valid presets and fields) and passed on as written."""
+    from privacysplit.fidelity import fidelity_from_spec
+
+    try:
+        fidelity_from_spec(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
 class UserError(ValueError):
     """A mistake in the arguments: one line on stderr, exit status 2."""
 
@@ -81,8 +93,9 @@ def _env_args(p: argparse.ArgumentParser) -> None:
                    help=f"dataset: {', '.join(EMBEDDED_DATASETS)} (embedded, offline) or "
                         f"{', '.join(DISK_DATASETS)} (read from --data-root); default mnist")
     p.add_argument("--data-root", default=None, help="folder holding an on-disk dataset (only for those)")
-    p.add_argument("--fidelity", default="cpu", choices=FIDELITY_NAMES,
-                   help="training lengths: smoke (tests only; near-chance accuracies), cpu (default) or paper (GPU)")
+    p.add_argument("--fidelity", default="cpu", type=_fidelity_spec,
+                   help="training lengths: smoke (tests only; near-chance accuracies), cpu (default) or paper (GPU), "
+                        "or preset:field=value:... (e.g. cpu:prior_epochs=32:shift_attack=prior)")
     p.add_argument("--threat", default="reactive", choices=THREATS, help="reactive (default) or proactive")
     p.add_argument("--privacy", default="ssim", choices=PRIVACY, help="mse (P0), ssim (P1, default) or property (P2)")
     p.add_argument("--resource", default="params", choices=RESOURCES,
@@ -362,7 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-base", help="train (or load from the cache) a base network")
     p.add_argument("--base", default="lenet", help=f"base network: {', '.join(MODEL_NAMES)}")
     p.add_argument("--dataset", default="mnist")
-    p.add_argument("--fidelity", default="cpu", choices=FIDELITY_NAMES)
+    p.add_argument("--fidelity", default="cpu", type=_fidelity_spec,
+                   help="smoke, cpu (default), paper, or preset:field=value:...")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_train_base)

@@ -174,6 +174,10 @@ def test_train_base_reports_accuracy_and_search_writes_its_folder(cache_root, tm
     out = run("train-base", "--base", "lenet", "--fidelity", "smoke", cache=cache_root).stdout
     acc = float(re.search(r"validation accuracy ([0-9.]+)", out).group(1))
     assert 0.2 < acc <= 1.0  # 10 classes (chance 0.1); smoke trains on 128 images only
+    # a fidelity spec that changes only attack settings loads the same base network
+    same = run("train-base", "--base", "lenet", "--fidelity", "smoke:prior_epochs=3:shift_attack=prior",
+               cache=cache_root).stdout
+    assert f"validation accuracy {acc:.4f}" in same and "training base" not in same
     folder = tmp_path / "run"
     out = run("search", "--base", "lenet", "--fidelity", "smoke", "--agent", "random", "--budget", "3", "--partitions", "5",
               "--techniques", "W1", "--out", str(folder), "--no-progress", cache=cache_root).stdout
