@@ -37,14 +37,13 @@ from privacysplit.attacks.metrics import (
     ssim_measure,
     ssim_torch,
 )
+from privacysplit.fidelity import SHIFT_ATTACKS
 from privacysplit.models import Network
 
 #: inversion metrics: P0 (MSE) and P1 (SSIM)
 INVERSION_METRICS: tuple[str, ...] = ("mse", "ssim")
 #: how the attack picks among candidate decoders
 SELECTIONS: tuple[str, ...] = ("warmup", "full")
-#: what the warm-up attack does when the fine-tuned prior no longer fits the features
-SHIFT_ATTACKS: tuple[str, ...] = ("scratch", "prior")
 
 
 def reconstruction_loss(metric: str, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -248,11 +247,12 @@ def invert(
             epochs (candidate ``prior_long``; best held-out epoch).  Why ``"prior"``: a
             decoder that inverts the base features is a better start than a random one even
             for features that moved.  Measured at ``cpu`` fidelity on LeNet/mnist (one
-            thread), restarting the prior for 6 epochs at the full rate beat the scratch
-            winner on all four shifted encoders tried (two heavily compressed plans: SSIM
-            0.621 vs 0.591, 0.481 vs 0.468; proactive partitions 3 and 6: 0.825 vs 0.791,
-            0.463 vs 0.457) in ~25 % less time, because no warm-up epoch is spent on
-            candidates that lose.
+            thread, the same released features attacked both ways), it matched or beat the
+            scratch winner on all four shifted encoders tried -- a heavily compressed plan
+            (SSIM 0.483 vs 0.472), an untrainable one (0.294 vs 0.293, where the mirror
+            won), proactive partitions 3 and 6 (0.818 vs 0.784, 0.470 vs 0.463) -- in 3.8-4.4
+            s of CPU against 4.9-5.8 s, because no warm-up epoch is spent on candidates that
+            lose.
     """
     if metric not in INVERSION_METRICS:
         raise ValueError(f"unknown inversion metric {metric!r}; valid: {', '.join(INVERSION_METRICS)}")
