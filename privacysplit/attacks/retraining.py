@@ -469,7 +469,8 @@ def evaluate_split(
         return result
     inv = invert(encoder, feats, x, feats_val, xv, metric=privacy, epochs=fid.n_d,
                  batch_size=fid.batch_size, lr=fid.decoder_lr, seed=seed, prior=prior,
-                 prior_epochs=fid.prior_finetune, prior_score=expected, shift_attack=fid.shift_attack)
+                 prior_epochs=fid.prior_finetune, prior_score=expected, shift_attack=fid.shift_attack,
+                 restarts=fid.proactive_restarts if threat == "proactive" else 0)
     t_attack = time.perf_counter() - t1
     if inv.decoder is None:
         return _failure("every inversion decoder diverged", privacy, t_train, t_attack)
@@ -477,7 +478,7 @@ def evaluate_split(
     result.update(
         privacy_loss=inv.privacy_loss, ssim=inv.ssim, mse=inv.mse, mse_norm=inv.mse_norm,
         mse_mean=inv.mse_mean, ssim_mean=inv.ssim_mean, inv_mse=inv.inv_mse, attacker=inv.attacker,
-        attack_seconds=t_attack, attack_fallback=int(inv.fallback), **phases,
+        attack_seconds=t_attack, attack_fallback=int(inv.fallback), attack_restarts=inv.restarts, **phases,
         **({"prior_expected": expected} if expected is not None else {}),
         **{f"score_{name}": value for name, value in inv.scores.items()},
         **{f"warmup_loss_{name}": value for name, value in inv.warmup.items()},

@@ -85,8 +85,9 @@ class PrivacySplitEnv(gym.Env):
       ``ssim``, ``mse``, ``mse_norm`` (MSE / MSE_mean), ``mse_mean`` and ``ssim_mean`` (of
       always answering the mean image), ``inv_mse`` (the paper's 1/MSE), ``attacker`` (the
       decoder that won), ``score_<decoder>`` (each candidate's privacy loss) and
-      ``attack_fallback`` (1 when the attack prior no longer fitted and decoders trained
-      from scratch took over); property
+      ``attack_fallback`` (1 when the attack prior no longer fitted and another attacker
+      took over, ``Fidelity.shift_attack``), ``attack_restarts`` (its warm restarts,
+      ``Fidelity.proactive_restarts``); property
       inference: ``property_accuracy``, ``property_chance``; under ``threat="proactive"``
       ``game`` (the proactive game's objective, ``dcor`` or ``decoder``); ``reconstruction_png``: a PNG of
       originals (top) and the attacker's reconstructions (bottom), written beside the cache;

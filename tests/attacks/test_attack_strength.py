@@ -118,6 +118,14 @@ def test_a_prior_that_no_longer_fits_is_trained_further_or_joined_by_scratch_dec
     assert res.attacker == max(res.scores, key=res.scores.get)
     again = float(ssim_torch(reconstruct(res.decoder, fv), xv))
     assert again == pytest.approx(res.scores[res.attacker], abs=1e-6)
+    if shift_attack == "prior":  # warm restarts never lose ground, and stop when a round gains too little
+        kw = dict(metric="ssim", epochs=3, batch_size=64, lr=3e-3, seed=0, prior=state, prior_epochs=1,
+                  prior_score=expected, shift_tolerance=0.0, shift_attack="prior")
+        patient = invert(moved, f, x, fv, xv, restarts=3, restart_gain=-1.0, **kw)
+        assert 1 <= patient.restarts <= 3 and patient.scores["prior_long"] >= res.scores["prior_long"]
+        again = float(ssim_torch(reconstruct(patient.decoder, fv), xv))
+        assert again == pytest.approx(patient.scores[patient.attacker], abs=1e-6)
+        assert invert(moved, f, x, fv, xv, restarts=3, restart_gain=1.0, **kw).restarts == 1
 
 
 def test_unknown_shift_attack_lists_the_valid_ones(mnist):
