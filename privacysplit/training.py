@@ -156,12 +156,15 @@ def accuracy(
 BASE_FIELDS: tuple[str, ...] = ("n_train", "n_val", "batch_size", "base_epochs", "base_lr")
 
 
+def base_fields(fidelity: Fidelity) -> dict:
+    """The fidelity's :data:`BASE_FIELDS`: what base weights are keyed on, not the whole
+    fidelity, so two fidelities that differ only in their attack or retraining settings share
+    one base network, and comparing them compares what they change and nothing else."""
+    return {k: getattr(fidelity, k) for k in BASE_FIELDS}
+
+
 def _base_key(name: str, dataset: str, labels: str, fidelity: Fidelity, seed: int) -> str:
-    """Keyed on the fields base training reads, not the whole fidelity: two fidelities that
-    differ only in their attack or retraining settings share one base network (and its
-    A_base), so comparing them compares what they change and nothing else."""
-    fields = {k: getattr(fidelity, k) for k in BASE_FIELDS}
-    blob = json.dumps([name, dataset, labels, fields, seed, TRAINING_VERSION], sort_keys=True)
+    blob = json.dumps([name, dataset, labels, base_fields(fidelity), seed, TRAINING_VERSION], sort_keys=True)
     readable = safe_name(f"{name}-{dataset}-{labels}-e{fidelity.base_epochs}-n{fidelity.n_train}-s{seed}")
     return f"{readable}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 

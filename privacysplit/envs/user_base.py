@@ -44,6 +44,7 @@ from privacysplit.models import Network, build, list_models
 from privacysplit.models.convert import fingerprint, from_module
 from privacysplit.training import (
     accuracy,
+    base_fields,
     base_weights_dir,
     pretrained_base,
     train_classifier,
@@ -303,9 +304,11 @@ def pretrained(
     if source.weights is not None:
         acc = accuracy(net, val.x.to(device), data.labels(val, labels).to(device), data.normalize)
         return net, acc
-    key = json.dumps([source.name, data.fingerprint(), labels, fidelity.key(), seed, USER_TRAINING_VERSION])
+    key = json.dumps([source.name, data.fingerprint(), labels, base_fields(fidelity), seed, USER_TRAINING_VERSION],
+                     sort_keys=True)
     path = ensure_dir(base_weights_dir(cache), "base-weights folder") / (
-        f"{safe_name(source.name)}-{labels}-{fidelity.name}-s{seed}-{hashlib.sha256(key.encode()).hexdigest()[:10]}.pt"
+        f"{safe_name(source.name)}-{labels}-e{fidelity.base_epochs}-n{fidelity.n_train}-s{seed}-"
+        f"{hashlib.sha256(key.encode()).hexdigest()[:10]}.pt"
     )
     with file_lock(path.with_name(path.name + ".lock")):
         if path.exists():
