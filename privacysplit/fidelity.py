@@ -12,6 +12,9 @@ Presets:
   attack still close to a slow reference attacker's strength (see ``benchmarks/``).
 * ``paper`` — section 7.2: N_ec = 10, N_d = 10, N_p = 5 on the full training split; meant
   for a GPU.
+
+Anywhere a fidelity is accepted, ``"preset:field=value:..."`` names a preset with some fields
+changed (:func:`fidelity_from_spec`), e.g. ``"cpu:prior_epochs=32:shift_attack=prior"``.
 """
 
 from __future__ import annotations
