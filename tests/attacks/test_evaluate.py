@@ -180,3 +180,22 @@ def test_tabular_data_inverts_with_mse_and_refuses_ssim():
     assert 0 <= out["privacy_loss"] <= 1 and math.isnan(out["ssim"])
     out = evaluate_split(enc, cloud, data, fidelity=SMOKE, privacy="property", threat="proactive")
     assert 0 <= out["property_accuracy"] <= 1
+
+
+def test_proactive_restarts_apply_under_the_proactive_threat_only(mnist, lenet):
+    """``proactive_restarts`` gives the shifted-prior attacker warm restarts against proactive
+    encoders (here the prior no longer fits them, so restarts run); reactive evaluations never
+    restart, so their numbers are exactly those without the option."""
+    spec = "smoke:prior_epochs=1:n_d=3:shift_attack=prior"
+    p = 5
+
+    def run(fid, threat):
+        enc, cloud = split(copy.deepcopy(lenet), p)
+        return evaluate_split(enc, cloud, mnist, fidelity=get_fidelity(fid), threat=threat, seed=0,
+                              prior_encoder=lenet.sub(0, p + 1), prior_cache=False)
+
+    proactive = run(spec + ":proactive_restarts=2", "proactive")
+    assert proactive["attack_fallback"] == 1 and proactive["attack_restarts"] >= 1
+    plain, with_restarts = run(spec, "reactive"), run(spec + ":proactive_restarts=2", "reactive")
+    assert with_restarts["attack_restarts"] == 0
+    assert (with_restarts["privacy_loss"], with_restarts["accuracy"]) == (plain["privacy_loss"], plain["accuracy"])
