@@ -3,10 +3,9 @@
 Data sit in memory as tensors, so batching is a seeded permutation and a slice: at LeNet's
 size a DataLoader's per-batch overhead would cost more than the network.
 
-Base networks are trained once per (network, dataset, label kind, base-training fields of
-the fidelity, seed) and
-cached on disk (``weights_only=True`` loads), so every plan starts from trained weights and
-A_base is known.  Processes that need the same base network at once take turns under a file
+Base networks are trained once per (network, dataset, label kind, the fidelity's
+base-training fields, seed) and cached on disk (``weights_only=True`` loads), so every plan
+starts from trained weights and A_base is known.  Processes that need the same base network at once take turns under a file
 lock: the first trains it and writes it atomically (unique temporary name, then
 ``os.replace``), the others load it.
 """
