@@ -75,7 +75,7 @@ MULTI_FIDELITY = ("successive_halving", "hyperband")
 
 def parse_fidelity(spec: str):
     """A preset name, or ``preset:field=value:...`` (a custom fidelity named after the spec)."""
-    from privacysplit.agents.multifidelity import fidelity_from_spec
+    from privacysplit.fidelity import fidelity_from_spec
 
     try:
         return fidelity_from_spec(spec)

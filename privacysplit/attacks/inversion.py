@@ -322,19 +322,20 @@ def invert(
                 scratch = list(decoders)
             elif epochs > n_ft:  # keep training the fine-tuned prior at the full rate
                 t = time.perf_counter()
-                gen = torch.Generator().manual_seed(seed + 32452843)
                 longer = copy.deepcopy(warm)  # ``prior_tuned`` keeps its own weights
-                fitter = decoder_fitter(longer, feats_train, x_train, metric=metric, epochs=epochs - n_ft,
-                                        batch_size=batch_size, lr=lr, generator=gen)
-                score, recon, _, bad = _finish(longer, fitter, feats_val, x_val, metric, track_best=True)
+
+                def full_rate_round(generator_seed: int) -> tuple[float, torch.Tensor | None, dict | None, bool]:
+                    """One cosine schedule of ``epochs - n_ft`` epochs at the full rate."""
+                    fitter = decoder_fitter(longer, feats_train, x_train, metric=metric, epochs=epochs - n_ft,
+                                            batch_size=batch_size, lr=lr,
+                                            generator=torch.Generator().manual_seed(generator_seed))
+                    return _finish(longer, fitter, feats_val, x_val, metric, track_best=True)
+
+                score, recon, _, bad = full_rate_round(seed + 32452843)
                 diverged |= bad
                 for r in range(restarts if not bad else 0):  # warm restarts while they pay
                     kept, before = copy.deepcopy(longer.state_dict()), score
-                    gen = torch.Generator().manual_seed(seed + 49979687 * (r + 1))
-                    fitter = decoder_fitter(longer, feats_train, x_train, metric=metric, epochs=epochs - n_ft,
-                                            batch_size=batch_size, lr=lr, generator=gen)
-                    again, again_recon, _, bad_again = _finish(longer, fitter, feats_val, x_val, metric,
-                                                               track_best=True)
+                    again, again_recon, _, bad_again = full_rate_round(seed + 49979687 * (r + 1))
                     rounds += 1
                     if bad_again or again <= before:
                         longer.load_state_dict(kept)
