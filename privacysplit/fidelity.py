@@ -9,7 +9,9 @@ Presets:
 * ``smoke`` — for tests: 128 training and 64 validation images, one epoch of everything;
   about 0.3 s per evaluation of a LeNet plan on one core.
 * ``cpu`` — the default: a few seconds per LeNet evaluation on a 2-core machine, with the
-  attack still close to a slow reference attacker's strength (see ``benchmarks/``).
+  attack close to a slow reference attacker's strength (``benchmarks/attack_strength.py``):
+  a 32-epoch prior fine-tuned two epochs, trained on at the full rate when a plan's
+  features moved away from it, with warm restarts against proactive encoders.
 * ``paper`` — section 7.2: N_ec = 10, N_d = 10, N_p = 5 on the full training split; meant
   for a GPU.
 
@@ -131,6 +133,28 @@ class Fidelity:
         return replace(self, **changes)
 
 
+#: fields the retraining of a plan reads under the reactive threat (the per-plan seed hashes
+#: these and nothing else of the fidelity, :func:`retraining_fields`)
+RETRAIN_FIELDS: tuple[str, ...] = ("n_train", "n_val", "batch_size", "base_epochs", "n_ec", "lr", "base_lr",
+                                   "distill_steps")
+#: fields the proactive game reads as well (its schedule and its in-game attackers)
+GAME_FIELDS: tuple[str, ...] = ("n_d", "n_p", "adv_lambda", "decoder_lr", "game_attackers")
+
+
+def retraining_fields(fidelity: Fidelity, threat: str = "reactive") -> dict:
+    """The fields that shape a plan's retrained network under ``threat``: what the per-plan
+    seed derives from (:meth:`privacysplit.envs.evaluator.Evaluator.plan_seed`).
+
+    Why not the whole fidelity: two fidelities that differ only in how the measuring attacker
+    works (its epochs, its prior, its restarts) or in their name must retrain a plan into the
+    same network, so their privacy numbers differ by the attacker and nothing else.  Before
+    (evaluation version 4) the seed came from the whole cache key and one plan scored
+    A = 0.856 under ``cpu`` and 0.792 under a fidelity that changed only attack fields.
+    """
+    names = RETRAIN_FIELDS + (GAME_FIELDS if threat == "proactive" else ())
+    return {k: getattr(fidelity, k) for k in names}
+
+
 #: what the measuring attacker can do when the prior no longer fits (see ``Fidelity.shift_attack``)
 SHIFT_ATTACKS: tuple[str, ...] = ("scratch", "prior")
 _UNSET = object()
@@ -142,7 +166,11 @@ FIDELITIES: dict[str, Fidelity] = {
         name="smoke", n_train=128, n_val=64, batch_size=64, base_epochs=2,
         n_ec=1, n_d=1, n_p=1, distill_steps=2, prior_epochs=0,
     ),
-    "cpu": Fidelity(name="cpu"),
+    # the patient attacker (evaluation version 5): a prior trained twice as long, fine-tuned two
+    # epochs, kept training at the full rate when a plan's features moved, warm restarts
+    # against proactive encoders (README "Attack strength"; measured against a slow reference
+    # in benchmarks/results/attack_strength)
+    "cpu": Fidelity(name="cpu", prior_epochs=32, prior_finetune=2, shift_attack="prior", proactive_restarts=4),
     "paper": Fidelity(
         name="paper", n_train=None, n_val=None, batch_size=128, base_epochs=30,
         n_ec=10, n_d=10, n_p=5, distill_steps=100, prior_epochs=30, prior_finetune=3,

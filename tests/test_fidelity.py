@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import pytest
 
-from privacysplit.fidelity import FIDELITIES, get_fidelity
+from privacysplit.fidelity import FIDELITIES, Fidelity, get_fidelity, retraining_fields
 
 
 def test_fields_added_later_leave_every_old_key_unchanged():
-    """Keys (and the per-plan seeds derived from them) of every number cached before
-    ``shift_attack`` existed: a new field at its default must not move them."""
-    assert FIDELITIES["cpu"].key() == "cpu-39e3cb24b0"
+    """Keys of every fidelity that leaves the late fields at their defaults (``smoke``, a
+    custom fidelity) are the ones written before ``shift_attack`` existed; ``cpu`` sets them
+    since evaluation version 5, so its key moved on purpose."""
     assert FIDELITIES["smoke"].key() == "smoke-8ef9d80a8c"
-    assert "shift_attack" not in FIDELITIES["cpu"].to_dict()
-    moved = FIDELITIES["cpu"].with_(name="cpu", shift_attack="prior")
-    assert moved.to_dict()["shift_attack"] == "prior" and moved.key() != FIDELITIES["cpu"].key()
+    assert Fidelity(name="cpu").key() == "cpu-39e3cb24b0"  # version 4's cpu preset
+    assert "shift_attack" not in FIDELITIES["smoke"].to_dict()
+    assert FIDELITIES["cpu"].key() == "cpu-e3063cf429"
+    assert (FIDELITIES["cpu"].shift_attack, FIDELITIES["cpu"].proactive_restarts) == ("prior", 4)
+
+
+def test_retraining_fields_leave_out_what_only_the_attacker_reads():
+    cpu = FIDELITIES["cpu"]
+    patient = cpu.with_(prior_epochs=64, shift_attack="scratch", proactive_restarts=0, n_d=9, decoder_lr=1e-2)
+    assert retraining_fields(patient) == retraining_fields(cpu)
+    assert retraining_fields(patient, "proactive") != retraining_fields(cpu, "proactive")  # the game reads n_d
+    assert retraining_fields(cpu.with_(n_ec=3)) != retraining_fields(cpu)
 
 
 def test_spec_sets_numbers_none_and_strings():

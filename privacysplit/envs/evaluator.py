@@ -33,13 +33,16 @@ from privacysplit.envs.executor import EXECUTORS, Executor, make_executor, measu
 from privacysplit.envs.reward import Reward, Thresholds
 from privacysplit.envs.space import SearchSpace
 from privacysplit.envs.user_base import pretrained, resolve_base
-from privacysplit.fidelity import Fidelity, get_fidelity
+from privacysplit.fidelity import Fidelity, get_fidelity, retraining_fields
 from privacysplit.models import CostModel, DeviceProfile, Network, resource_savings
 from privacysplit.plan import Plan
 from privacysplit.training import cache_dir, resolve_device
 
-#: bump when evaluation code changes the numbers it produces (part of every cache key)
-EVAL_VERSION = 4
+#: bump when evaluation code changes the numbers it produces (part of every cache key).
+#: 5: the ``cpu`` preset's attacker is the patient one (a longer prior, ``shift_attack="prior"``,
+#: warm restarts under the proactive threat) and the per-plan seed hashes only what retraining
+#: reads (:meth:`Evaluator.seed_config`)
+EVAL_VERSION = 5
 
 THREATS = ("reactive", "proactive")
 PRIVACY = {"mse": "P0", "ssim": "P1", "property": "P2"}
@@ -234,9 +237,30 @@ class Evaluator:
         """The unsplit, uncompressed plan (every layer on the device, nothing compressed)."""
         return Plan(len(self.structure) - 1)
 
-    def _plan_seed(self, plan: Plan) -> int:
-        """The per-plan seed (initialisation, batch order, noise), derived from the cache key."""
-        return int(self.key(plan)[:8], 16)
+    def seed_config(self) -> dict:
+        """What a plan's retrained network depends on: :meth:`config` less what only the
+        measurement reads (the device profile, the privacy metric beyond the task labels it
+        sets, the attacker's fidelity fields, the torch device type, the code version).
+
+        The per-plan seed hashes this, not the cache key, so settings that differ only in how
+        a plan is measured retrain it into the same network and compare on one footing
+        (version 5; see :func:`privacysplit.fidelity.retraining_fields`).
+        """
+        config = self.config()
+        seed_config = {k: config[k] for k in ("base", "dataset", "dataset_fingerprint", "threat", "settings",
+                                             "seed", "feature_noise")}
+        seed_config["fidelity"] = retraining_fields(self.fidelity, self.threat)
+        seed_config["labels"] = self.labels
+        if self.threat == "proactive":  # the game reads the privacy metric and has its own version
+            seed_config["privacy"] = self.privacy
+            seed_config["proactive_version"] = PROACTIVE_VERSION
+        return seed_config
+
+    def plan_seed(self, plan: Plan | str) -> int:
+        """The per-plan seed (initialisation, batch order, noise): a hash of the plan and
+        :meth:`seed_config`."""
+        blob = json.dumps([self.seed_config(), str(plan)], sort_keys=True)
+        return int(hashlib.sha256(blob.encode()).hexdigest()[:8], 16)
 
     def _accuracy_base(self, net: Network) -> float:
         if self._known_accuracy_base is not None:
@@ -252,7 +276,7 @@ class Evaluator:
         encoder, cloud = apply_plan(net, plan, self.settings)
         result = evaluate_split(
             encoder, cloud, self.data, fidelity=fid, threat="reactive", privacy=self.privacy,
-            device=self.device, seed=self._plan_seed(plan), data_seed=self.seed, attack=False,
+            device=self.device, seed=self.plan_seed(plan), data_seed=self.seed, attack=False,
         )
         acc = float(result["accuracy"])
         self.cache.put(key, "base", self.config(), {"accuracy_base": acc})
@@ -275,14 +299,14 @@ class Evaluator:
     def train_plan(self, plan: Plan | str, return_attacker: bool = False) -> tuple[Network, Network, dict]:
         """Build, retrain and attack ``plan``; the trained encoder and cloud and the metrics.
 
-        The same seed (derived from the cache key) as :meth:`measure`, so an exported model
+        The same seed (:meth:`plan_seed`) as :meth:`measure`, so an exported model
         is the one whose numbers the search saw.
         """
         plan = self.space.validate(plan)
         t0 = time.perf_counter()
         base, acc_base = self.base()
         fid = self.fidelity
-        key_seed = self._plan_seed(plan)
+        key_seed = self.plan_seed(plan)
         torch.manual_seed(key_seed)
         calib_x = self.data.train.take(min(256, len(self.data.train)), self.seed).x
         calib = self.data.normalize(calib_x).to(self.device)

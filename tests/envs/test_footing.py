@@ -121,3 +121,21 @@ def test_device_type_is_part_of_the_key(cache_root, tmp_path):
     ev = _evaluator(tmp_path, cache=False)
     assert ev.config()["device_type"] == "cpu"
     assert ev.config()["profile"]["uplink_bps"] == ev.profile.uplink_bps
+
+
+def test_attack_settings_and_profile_do_not_reseed_retraining(cache_root, tmp_path):
+    """Version 5: the per-plan seed hashes what retraining reads, so a plan retrains into the
+    same network under any attacker or device profile and only the privacy number moves."""
+    plan = "6 | 0:W2 3:C1"
+    smoke = _evaluator(tmp_path, cache=False)
+    patient = _evaluator(tmp_path, cache=False, fidelity=smoke.fidelity.with_(n_d=2, decoder_lr=1e-2),
+                         profile="midrange_phone")
+    assert smoke.key(plan) != patient.key(plan)
+    assert smoke.plan_seed(plan) == patient.plan_seed(plan)
+    a, b = smoke.evaluate(plan), patient.evaluate(plan)
+    assert a["accuracy"] == b["accuracy"]
+    assert a["privacy_loss"] != b["privacy_loss"]  # a different attacker, a different measurement
+    longer = _evaluator(tmp_path, cache=False, fidelity=smoke.fidelity.with_(n_ec=2))
+    assert longer.plan_seed(plan) != smoke.plan_seed(plan)
+    proactive = _evaluator(tmp_path, cache=False, threat="proactive")
+    assert proactive.plan_seed(plan) != smoke.plan_seed(plan)
