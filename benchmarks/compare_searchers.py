@@ -58,6 +58,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1, help="parallel evaluation workers (process pool)")
     p.add_argument("--device", default="cpu", help="torch device")
     p.add_argument("--cache", default=None, help="shared evaluation cache (default: <out>/evals.sqlite)")
+    p.add_argument("--table", default=None,
+                   help="a reward table written by benchmarks/reward_table.py (.csv or .csv.gz): every search "
+                        "looks its plans up there instead of training (seconds); refused if it was measured on "
+                        "another footing than these settings")
     add_output_arguments(p, "compare", README_RESULTS.relative_to(ROOT), ROOT, aliases=["--update-readme-figures"])
     args = p.parse_args(argv)
     resolve_output(p, args)
@@ -82,6 +86,17 @@ def main(argv: list[str] | None = None) -> int:
         cache=args.cache or str(out / "evals.sqlite"),
         executor="process" if args.workers > 1 else "inprocess", workers=args.workers,
     )
+    source = evaluator  # what the environments evaluate with: the evaluator, or a shipped table
+    if args.table:
+        from privacysplit.agents.table import TableEvaluator
+
+        source = TableEvaluator.from_csv(args.table, evaluator.space)
+        try:
+            source.check_footing(evaluator.config())
+        except ValueError as err:
+            raise SystemExit(str(err)) from None
+        if len(source) != evaluator.space.count():
+            raise SystemExit(f"--table {args.table}: {len(source)} plans, the space has {evaluator.space.count()}")
     searchers = csv_list(args.searchers)
     for name in searchers:
         make_agent(name)  # fail fast on an unknown name, before any training
@@ -91,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in searchers:
             for seed in range(args.seeds):
-                env = PrivacySplitEnv(evaluator=evaluator)
+                env = PrivacySplitEnv(evaluator=source)
                 t0 = time.perf_counter()
                 log_dir = out / "tb" / f"{name}-seed{seed}"
                 if log_dir.exists():  # a rerun into the same folder: its event files replace the old ones

@@ -28,6 +28,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
+import sys
 import time
 from pathlib import Path
 
@@ -45,12 +47,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fidelity", default="smoke", help="smoke, cpu or paper")
     p.add_argument("--privacy", default="ssim", help="mse, ssim or property")
     p.add_argument("--resource", default="params", help="params, macs or latency")
-    p.add_argument("--techniques", default="W1,W2,C1,F1", help="comma-separated technique subset")
-    p.add_argument("--partitions", default="2,5,7,9", help="comma-separated allowed partitions")
+    p.add_argument("--techniques", default="W1,W2,C1,F1", help="comma-separated technique subset, or 'all'")
+    p.add_argument("--partitions", default="2,5,7,9", help="comma-separated allowed partitions, or 'all'")
     p.add_argument("--searchers", default="random,bilstm,maskable_ppo,ppo,evolution,tpe,successive_halving,hyperband",
                    help="comma-separated agents")
     p.add_argument("--seeds", type=int, default=10, help="seeds per searcher")
-    p.add_argument("--budgets", default="10,25,50", help="comma-separated budgets (the largest is each run's budget)")
+    p.add_argument("--budgets", default="10,25,50",
+                   help="comma-separated budgets, in evaluations or as a percentage of the space's plans "
+                        "('1%%,5%%,10%%'); the largest is each run's budget")
     p.add_argument("--workers", type=int, default=1, help="process-pool workers that measure the table")
     p.add_argument("--low-fidelities", default="smoke",
                    help="comma-separated cheaper fidelities to rank-correlate (preset or preset:field=value:...); "
@@ -71,6 +75,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 #: searchers whose budget is target-fidelity-equivalent compute (they need a low-fidelity table)
 MULTI_FIDELITY = ("successive_halving", "hyperband")
+
+
+def parse_budgets(text: str, plans: int) -> list[int]:
+    """Budgets from ``10,25,50`` or ``1%,5%,10%`` (of ``plans``, rounded up), sorted."""
+    budgets = set()
+    for token in text.split(","):
+        token = token.strip()
+        try:
+            value = math.ceil(float(token[:-1]) / 100 * plans) if token.endswith("%") else int(token)
+        except ValueError:
+            raise SystemExit(f"--budgets: {token!r} is neither a number of evaluations nor a percentage") from None
+        if value < 1:
+            raise SystemExit(f"--budgets: {token!r} is less than one evaluation of the {plans}-plan space")
+        budgets.add(value)
+    return sorted(budgets)
+
+
+def csv_or_all(text: str, cast=str) -> list | None:
+    """A comma-separated subset, or ``None`` (every one) for ``all``."""
+    return None if text == "all" else [cast(t) for t in text.split(",")]
 
 
 def parse_fidelity(spec: str):
@@ -95,7 +119,7 @@ def table_path(args, evaluator, out: Path) -> Path:
     space = evaluator.space
     identity = json.dumps([evaluator.config(), list(space.techniques), list(space.partitions)], sort_keys=True, default=str)
     tag = hashlib.sha256(identity.encode()).hexdigest()[:10]
-    return out / f"table_{args.base}_{args.dataset}_{spec_label(args.fidelity)}_{tag}.csv"
+    return out / f"table_{args.base}_{args.dataset}_{spec_label(args.fidelity)}_{tag}.csv.gz"
 
 
 def make_evaluator(args, out: Path, spec: str, workers: int = 1):
@@ -103,8 +127,8 @@ def make_evaluator(args, out: Path, spec: str, workers: int = 1):
     from privacysplit.envs.evaluator import Evaluator
 
     return Evaluator(args.base, args.dataset, fidelity=parse_fidelity(spec), privacy=args.privacy,
-                     resource=args.resource, techniques=args.techniques.split(","),
-                     partitions=[int(p) for p in args.partitions.split(",")], cache=str(out / "evals.sqlite"),
+                     resource=args.resource, techniques=csv_or_all(args.techniques),
+                     partitions=csv_or_all(args.partitions, int), cache=str(out / "evals.sqlite"),
                      executor="process" if workers > 1 else "inprocess", workers=workers)
 
 
@@ -120,13 +144,30 @@ def load_table(args, out: Path, fidelity: str | None = None):
     if args.synthetic:  # the low fidelity: the same synthetic reward with more noise
         return TableEvaluator.synthetic(evaluator.space, noise=0.3 if low else 0.02)
     path = table_path(args, evaluator, out)
-    if path.exists():
-        table = TableEvaluator.from_csv(path, evaluator.space)
-        if len(table) == evaluator.space.count():
-            return table
+    for candidate in (path, path.with_suffix("")):  # tables measured before they were compressed: .csv
+        if candidate.exists():
+            table = TableEvaluator.from_csv(candidate, evaluator.space)
+            if len(table) == evaluator.space.count():
+                return table
     table = TableEvaluator.from_evaluator(evaluator, progress=True)
-    table.to_csv(path, TABLE_COLUMNS + ("eval_seconds",))  # eval_seconds: the fidelities' cost ratio
+    table.to_csv(path, TABLE_COLUMNS + ("eval_seconds",), metadata=provenance(evaluator))  # eval_seconds: cost ratios
     return table
+
+
+def provenance(evaluator) -> dict:
+    """What a table's numbers stand on: the evaluator's whole configuration (fidelity, seed,
+    evaluation version, data fingerprint...), the package and torch versions, the command."""
+    import torch
+
+    import privacysplit
+    from privacysplit.reporting import git_commit
+
+    return {"config": evaluator.config(), "plans": evaluator.space.count(),
+            "techniques": list(evaluator.space.techniques), "partitions": list(evaluator.space.partitions),
+            "versions": {"privacysplit": privacysplit.__version__, "torch": torch.__version__,
+                         "git_commit": git_commit(ROOT)},
+            "command": "python benchmarks/reward_table.py " + " ".join(sys.argv[1:]),
+            "measured": time.strftime("%Y-%m-%d")}
 
 
 def rank_correlation(low, table) -> dict:
@@ -216,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     if screen is not None and screen not in lows:
         lows[screen] = load_table(args, out, screen)
     best_plan, optimum = table.optimum()
-    budgets = sorted(int(b) for b in args.budgets.split(","))
+    budgets = parse_budgets(args.budgets, len(table))
     correlations = {spec: rank_correlation(low, table) for spec, low in lows.items()}
     cpu_seconds = None
     if args.time_plans > 0 and lows and not args.synthetic:

@@ -15,13 +15,19 @@ Two sources of tables:
   training; built in milliseconds.
 * :meth:`TableEvaluator.from_evaluator` — every plan measured by a real evaluator (the
   benchmark ``benchmarks/reward_table.py`` does this), saved with :meth:`to_csv` and read
-  back with :meth:`from_csv`.
+  back with :meth:`from_csv`.  A name ending in ``.gz`` is gzip-compressed (tables of a
+  whole space are shipped that way), and a table can carry its provenance -- fidelity, seed,
+  versions, the command that measured it -- as a ``# {json}`` first line
+  (:attr:`TableEvaluator.metadata`), so a shipped file says what footing its numbers stand on.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
+import io
+import json
 import math
 from pathlib import Path
 
@@ -48,6 +54,16 @@ def _params(spec: LayerSpec) -> int:
     if spec.type == "bn":
         return 2 * spec.out_channels
     return 0
+
+
+def _open_table(path: Path, mode: str):
+    """A text handle on ``path``; gzip when its name ends in ``.gz`` (written with mtime 0, so
+    the same table always compresses to the same bytes and a rerun leaves git clean)."""
+    if path.suffix != ".gz":
+        return path.open(mode, newline="")
+    if mode == "r":
+        return io.TextIOWrapper(gzip.open(path, "rb"), newline="")
+    return io.TextIOWrapper(gzip.GzipFile(filename="", mode="wb", fileobj=path.open("wb"), mtime=0), newline="")
 
 
 def _hash_unit(text: str, seed: int) -> float:
@@ -115,9 +131,12 @@ class TableEvaluator:
         batch_sizes: size of every ``evaluate_many`` call, in order (to check batching).
     """
 
-    def __init__(self, space: SearchSpace, rows: dict[str, dict], *, name: str = "table", fn=None) -> None:
+    def __init__(self, space: SearchSpace, rows: dict[str, dict], *, name: str = "table", fn=None,
+                 metadata: dict | None = None) -> None:
         self.space = space
         self.name = name
+        #: provenance written with the table (fidelity, seed, versions, command); ``{}`` if none
+        self.metadata = dict(metadata or {})
         self.fn = fn  # computes a missing row on demand (lazy synthetic tables)
         self.rows = {str(Plan.parse(k)): dict(v) for k, v in rows.items()}
         missing = [k for k, v in self.rows.items() if "reward" not in v]
@@ -162,30 +181,57 @@ class TableEvaluator:
 
     @classmethod
     def from_csv(cls, path: str | Path, space: SearchSpace) -> TableEvaluator:
-        """Read a table written by :meth:`to_csv` (numbers parsed, blanks dropped)."""
+        """Read a table written by :meth:`to_csv` (``.csv`` or ``.csv.gz``; numbers parsed,
+        blanks dropped, a ``# {json}`` first line read into :attr:`metadata`)."""
+        path = Path(path)
+        with _open_table(path, "r") as f:
+            lines = f.readlines()
+        metadata = json.loads(lines[0][1:]) if lines and lines[0].startswith("#") else {}
         rows: dict[str, dict] = {}
-        with Path(path).open(newline="") as f:
-            for record in csv.DictReader(f):
-                row = {}
-                for key, value in record.items():
-                    if key == "plan" or value in ("", None):
-                        continue
-                    try:
-                        row[key] = float(value)
-                    except ValueError:
-                        row[key] = value
-                rows[record["plan"]] = row
-        return cls(space, rows, name=str(path))
+        for record in csv.DictReader(line for line in lines if not line.startswith("#")):
+            row = {}
+            for key, value in record.items():
+                if key == "plan" or value in ("", None):
+                    continue
+                try:
+                    row[key] = float(value)
+                except ValueError:
+                    row[key] = value
+            rows[record["plan"]] = row
+        return cls(space, rows, name=str(path), metadata=metadata)
 
-    def to_csv(self, path: str | Path, columns: tuple[str, ...] = TABLE_COLUMNS) -> Path:
+    def to_csv(self, path: str | Path, columns: tuple[str, ...] = TABLE_COLUMNS, metadata: dict | None = None) -> Path:
+        """Write the table (gzip when ``path`` ends in ``.gz``), ``metadata`` (default
+        :attr:`metadata`) as a ``# {json}`` first line when there is any."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="") as f:
+        metadata = self.metadata if metadata is None else metadata
+        with _open_table(path, "w") as f:
+            if metadata:
+                f.write("# " + json.dumps(metadata, sort_keys=True, default=str) + "\n")
             writer = csv.DictWriter(f, columns, extrasaction="ignore")
             writer.writeheader()
             for plan, row in self.rows.items():
                 writer.writerow({"plan": plan, **{k: row.get(k, "") for k in columns if k != "plan"}})
         return path
+
+    def check_footing(self, config: dict) -> None:
+        """Refuse a table measured on another footing than an evaluator's ``config()``.
+
+        Raises:
+            ValueError: naming every configuration key whose value differs (an older
+                evaluation version, another fidelity or seed...); a table without recorded
+                provenance passes, since nothing says what it stands on.
+        """
+        recorded = self.metadata.get("config")
+        if not recorded:
+            return
+        recorded, config = json.loads(json.dumps(recorded, default=str)), json.loads(json.dumps(config, default=str))
+        differ = sorted(k for k in set(recorded) | set(config) if recorded.get(k) != config.get(k))
+        if differ:
+            details = "; ".join(f"{k}: table {recorded.get(k)!r}, here {config.get(k)!r}" for k in differ)
+            raise ValueError(f"reward table {self.name} was measured on another footing ({details}); "
+                             "measure it again with benchmarks/reward_table.py")
 
     # -- evaluator interface -------------------------------------------------------
     def evaluate(self, plan: Plan | str) -> dict:

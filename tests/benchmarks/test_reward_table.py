@@ -1,0 +1,99 @@
+"""benchmarks/reward_table.py: budgets as shares of the space, compressed tables that carry
+their provenance, and compare_searchers.py searching a shipped table instead of training."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _module(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_budgets_as_percentages_of_the_space():
+    parse = _module("reward_table").parse_budgets
+    assert parse("1%,5%,10%", 3870) == [39, 194, 387]
+    assert parse("50,10,25", 212) == [10, 25, 50]
+    for bad in ("ten", "0%"):
+        with pytest.raises(SystemExit, match="--budgets"):
+            parse(bad, 212)
+
+
+def test_measured_table_is_compressed_with_its_provenance_and_read_back(cache_root, tmp_path, monkeypatch):
+    module = _module("reward_table")
+    out = tmp_path / "rt"
+    argv = ["--fidelity", "smoke", "--partitions", "2,5", "--techniques", "W1", "--low-fidelities", "none",
+            "--searchers", "random", "--seeds", "2", "--budgets", "50%,100%", "--out", str(out)]
+    assert module.main(argv) == 0
+    (path,) = out.glob("table_lenet_mnist_smoke_*.csv.gz")
+    with gzip.open(path, "rt") as f:
+        metadata = json.loads(f.readline()[1:])
+        rows = list(csv.DictReader(f))
+    assert metadata["config"]["eval_version"] == 5 and metadata["config"]["fidelity"]["name"] == "smoke"
+    assert metadata["plans"] == len(rows) and metadata["command"].startswith("python benchmarks/reward_table.py")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["plans"] == len(rows)
+    assert sorted(summary["searchers"]["random"]["median_regret"], key=int) == [
+        str(math.ceil(len(rows) / 2)), str(len(rows))]
+    assert summary["searchers"]["random"]["median_regret"][str(len(rows))] == 0.0  # the whole space: optimum found
+    from privacysplit.agents.table import TableEvaluator
+
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("a rerun must read the table, not measure it")
+
+    monkeypatch.setattr(TableEvaluator, "from_evaluator", classmethod(no_measuring))
+    assert module.main(argv) == 0
+
+
+def _shipped_table(tmp_path: Path, **config_changes) -> Path:
+    from privacysplit.agents.table import TableEvaluator
+    from privacysplit.envs.evaluator import Evaluator
+
+    evaluator = Evaluator("lenet", fidelity="smoke", techniques=["W1"], partitions=[2, 5], cache=False)
+    table = TableEvaluator.synthetic(evaluator.space, seed=3)
+    return table.to_csv(tmp_path / "shipped.csv.gz", metadata={"config": {**evaluator.config(), **config_changes}})
+
+
+def _compare(cache_root: str, out: Path, table: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PRIVACYSPLIT_CACHE": cache_root, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / "compare_searchers.py"), "--fidelity", "smoke", "--searchers", "random",
+         "--seeds", "2", "--budget", "4", "--partitions", "2,5", "--techniques", "W1", "--table", str(table),
+         "--out", str(out)], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_compare_searchers_looks_plans_up_in_a_shipped_table(cache_root, tmp_path):
+    from privacysplit.agents.table import TableEvaluator
+    from privacysplit.envs.space import SearchSpace
+    from privacysplit.models import build
+
+    path = _shipped_table(tmp_path)
+    proc = _compare(cache_root, tmp_path / "cmp", path)
+    assert proc.returncode == 0, proc.stderr
+    table = TableEvaluator.from_csv(path, SearchSpace(build("lenet").layers, ["W1"], [2, 5]))
+    with open(tmp_path / "cmp" / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2 * 4
+    for row in rows:  # every reward is the table's, none was trained
+        assert float(row["reward"]) == pytest.approx(float(table.rows[row["plan"]]["reward"]), abs=1e-12)
+
+
+def test_compare_searchers_refuses_a_table_of_another_footing(cache_root, tmp_path):
+    proc = _compare(cache_root, tmp_path / "cmp", _shipped_table(tmp_path, eval_version=4))
+    assert proc.returncode != 0
+    assert "another footing" in proc.stderr and "eval_version: table 4, here 5" in proc.stderr
