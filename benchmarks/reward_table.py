@@ -144,13 +144,24 @@ def load_table(args, out: Path, fidelity: str | None = None):
     if args.synthetic:  # the low fidelity: the same synthetic reward with more noise
         return TableEvaluator.synthetic(evaluator.space, noise=0.3 if low else 0.02)
     path = table_path(args, evaluator, out)
+    done: dict[str, dict] = {}
     for candidate in (path, path.with_suffix("")):  # tables measured before they were compressed: .csv
         if candidate.exists():
             table = TableEvaluator.from_csv(candidate, evaluator.space)
             if len(table) == evaluator.space.count():
                 return table
-    table = TableEvaluator.from_evaluator(evaluator, progress=True)
-    table.to_csv(path, TABLE_COLUMNS + ("eval_seconds",), metadata=provenance(evaluator))  # eval_seconds: cost ratios
+            done = table.rows  # a partial table (an interrupted run): measure only the rest
+            print(f"{candidate.name}: {len(done)} of {evaluator.space.count()} plans measured; resuming", flush=True)
+    metadata = provenance(evaluator)
+    columns = TABLE_COLUMNS + ("eval_seconds",)  # eval_seconds: the fidelities' cost ratios
+
+    def checkpoint(partial) -> None:  # the table file is the checkpoint: written atomically as it grows
+        tmp = path.with_name(path.name + ".tmp.gz")
+        partial.to_csv(tmp, columns, metadata=metadata)
+        tmp.replace(path)
+
+    table = TableEvaluator.from_evaluator(evaluator, progress=True, rows=done, checkpoint=checkpoint)
+    checkpoint(table)
     return table
 
 

@@ -160,24 +160,35 @@ class TableEvaluator:
         return cls(space, rows, name=f"synthetic(seed={seed})", fn=fn)
 
     @classmethod
-    def from_evaluator(cls, evaluator, *, batch_size: int = 8, progress: bool = False) -> TableEvaluator:
+    def from_evaluator(
+        cls, evaluator, *, batch_size: int = 8, progress: bool = False, rows: dict[str, dict] | None = None,
+        checkpoint=None,
+    ) -> TableEvaluator:
         """Measure every plan of ``evaluator.space`` through ``evaluator.evaluate_many``.
 
         ``evaluator`` may also be an environment (its ``unwrapped`` evaluator is used).
+        ``rows`` are plans already measured (a partial table read back): only the others are
+        measured.  ``checkpoint(table)`` is called after every batch, so a table of a whole
+        space -- hours of measuring -- can be written as it grows and an interrupted run
+        loses at most one batch, even where the evaluation cache does not survive.
         """
         evaluator = getattr(evaluator, "unwrapped", evaluator)
-        plans = [str(p) for p in evaluator.space]
-        rows: dict[str, dict] = {}
+        rows = {str(Plan.parse(k)): dict(v) for k, v in (rows or {}).items()}
+        plans = [str(p) for p in evaluator.space if str(p) not in rows]
         from tqdm.auto import tqdm
 
-        with tqdm(total=len(plans), desc="reward table", unit="plan", disable=not progress) as bar:
+        table = cls(evaluator.space, rows, name="measured")
+        with tqdm(total=len(plans) + len(rows), initial=len(rows), desc="reward table", unit="plan",
+                  disable=not progress) as bar:
             for start in range(0, len(plans), batch_size):
                 batch = plans[start : start + batch_size]
                 for plan, info in zip(batch, evaluator.evaluate_many(batch), strict=True):
-                    rows[plan] = {k: v for k, v in info.items()
-                                  if (isinstance(v, (int, float, str, bool)) or v is None) and k not in UNLOGGED}
+                    table.rows[plan] = {k: v for k, v in info.items()
+                                        if (isinstance(v, (int, float, str, bool)) or v is None) and k not in UNLOGGED}
+                if checkpoint is not None:
+                    checkpoint(table)
                 bar.update(len(batch))
-        return cls(evaluator.space, rows, name="measured")
+        return table
 
     @classmethod
     def from_csv(cls, path: str | Path, space: SearchSpace) -> TableEvaluator:

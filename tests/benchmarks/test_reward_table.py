@@ -97,3 +97,34 @@ def test_compare_searchers_refuses_a_table_of_another_footing(cache_root, tmp_pa
     proc = _compare(cache_root, tmp_path / "cmp", _shipped_table(tmp_path, eval_version=4))
     assert proc.returncode != 0
     assert "another footing" in proc.stderr and "eval_version: table 4, here 5" in proc.stderr
+
+
+def test_an_interrupted_table_resumes_from_its_own_file(cache_root, tmp_path, monkeypatch):
+    """The table file is the checkpoint: a run that stopped part-way (and lost its cache)
+    measures only the plans the file lacks."""
+    from privacysplit.agents.table import TableEvaluator
+    from privacysplit.envs.evaluator import Evaluator
+
+    module = _module("reward_table")
+    out = tmp_path / "rt"
+    argv = ["--fidelity", "smoke", "--partitions", "2,5", "--techniques", "W1", "--low-fidelities", "none",
+            "--searchers", "random", "--seeds", "1", "--budgets", "2", "--out", str(out)]
+    assert module.main(argv) == 0
+    (path,) = out.glob("table_*.csv.gz")
+    space = Evaluator("lenet", fidelity="smoke", techniques=["W1"], partitions=[2, 5], cache=False).space
+    full = TableEvaluator.from_csv(path, space)
+    kept = dict(list(full.rows.items())[:4])
+    TableEvaluator(space, kept, metadata=full.metadata).to_csv(path, ("plan", *next(iter(kept.values()))))
+    (out / "evals.sqlite").unlink()
+    measured: list[str] = []
+    original = Evaluator.measure
+
+    def counting(self, plan):
+        measured.append(str(plan))
+        return original(self, plan)
+
+    monkeypatch.setattr(Evaluator, "measure", counting)
+    assert module.main(argv) == 0
+    assert sorted(measured) == sorted(set(full.rows) - set(kept))
+    resumed = TableEvaluator.from_csv(path, space)
+    assert len(resumed) == len(full) and all(resumed.rows[p]["reward"] == kept[p]["reward"] for p in kept)
