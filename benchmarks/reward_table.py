@@ -67,6 +67,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cost-ratio", type=float, default=None,
                    help="compute of a low evaluation in target evaluations (default: the tables' median eval_seconds ratio)")
     p.add_argument("--synthetic", action="store_true", help="use the synthetic table (no training)")
+    p.add_argument("--cache", default=None,
+                   help="evaluation cache (default: <out>/evals.sqlite); another table's cache answers every plan "
+                        "the two spaces share (cache keys hold the settings, not the space)")
     add_output_arguments(p, "reward_table", "benchmarks/results/reward_table", ROOT)
     args = p.parse_args(argv)
     resolve_output(p, args)
@@ -128,7 +131,7 @@ def make_evaluator(args, out: Path, spec: str, workers: int = 1):
 
     return Evaluator(args.base, args.dataset, fidelity=parse_fidelity(spec), privacy=args.privacy,
                      resource=args.resource, techniques=csv_or_all(args.techniques),
-                     partitions=csv_or_all(args.partitions, int), cache=str(out / "evals.sqlite"),
+                     partitions=csv_or_all(args.partitions, int), cache=args.cache or str(out / "evals.sqlite"),
                      executor="process" if workers > 1 else "inprocess", workers=workers)
 
 
