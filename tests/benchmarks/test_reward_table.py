@@ -25,6 +25,12 @@ def _module(name: str):
     return module
 
 
+def _small_table_argv(out: Path, seeds: int, budgets: str) -> list[str]:
+    """reward_table.py on the 6-plan smoke space (lenet, W1, partitions 2 and 5), random search only."""
+    return ["--fidelity", "smoke", "--partitions", "2,5", "--techniques", "W1", "--low-fidelities", "none",
+            "--searchers", "random", "--seeds", str(seeds), "--budgets", budgets, "--out", str(out)]
+
+
 def test_budgets_as_percentages_of_the_space():
     parse = _module("reward_table").parse_budgets
     assert parse("1%,5%,10%", 3870) == [39, 194, 387]
@@ -37,8 +43,7 @@ def test_budgets_as_percentages_of_the_space():
 def test_measured_table_is_compressed_with_its_provenance_and_read_back(cache_root, tmp_path, monkeypatch):
     module = _module("reward_table")
     out = tmp_path / "rt"
-    argv = ["--fidelity", "smoke", "--partitions", "2,5", "--techniques", "W1", "--low-fidelities", "none",
-            "--searchers", "random", "--seeds", "2", "--budgets", "50%,100%", "--out", str(out)]
+    argv = _small_table_argv(out, seeds=2, budgets="50%,100%")
     assert module.main(argv) == 0
     (path,) = out.glob("table_lenet_mnist_smoke_*.csv.gz")
     with gzip.open(path, "rt") as f:
@@ -107,8 +112,7 @@ def test_an_interrupted_table_resumes_from_its_own_file(cache_root, tmp_path, mo
 
     module = _module("reward_table")
     out = tmp_path / "rt"
-    argv = ["--fidelity", "smoke", "--partitions", "2,5", "--techniques", "W1", "--low-fidelities", "none",
-            "--searchers", "random", "--seeds", "1", "--budgets", "2", "--out", str(out)]
+    argv = _small_table_argv(out, seeds=1, budgets="2")
     assert module.main(argv) == 0
     (path,) = out.glob("table_*.csv.gz")
     space = Evaluator("lenet", fidelity="smoke", techniques=["W1"], partitions=[2, 5], cache=False).space
