@@ -95,7 +95,7 @@ def _env_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None, help="folder holding an on-disk dataset (only for those)")
     p.add_argument("--fidelity", default="cpu", type=_fidelity_spec,
                    help="training lengths: smoke (tests only; near-chance accuracies), cpu (default) or paper (GPU), "
-                        "or preset:field=value:... (e.g. cpu:prior_epochs=32:shift_attack=prior)")
+                        "or preset:field=value:... (e.g. cpu:n_ec=1:shift_attack=scratch)")
     p.add_argument("--threat", default="reactive", choices=THREATS, help="reactive (default) or proactive")
     p.add_argument("--privacy", default="ssim", choices=PRIVACY, help="mse (P0), ssim (P1, default) or property (P2)")
     p.add_argument("--resource", default="params", choices=RESOURCES,

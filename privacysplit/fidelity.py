@@ -16,7 +16,7 @@ Presets:
   for a GPU.
 
 Anywhere a fidelity is accepted, ``"preset:field=value:..."`` names a preset with some fields
-changed (:func:`fidelity_from_spec`), e.g. ``"cpu:prior_epochs=32:shift_attack=prior"``.
+changed (:func:`fidelity_from_spec`), e.g. ``"cpu:n_ec=1:shift_attack=scratch"``.
 """
 
 from __future__ import annotations
