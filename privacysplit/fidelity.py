@@ -133,12 +133,21 @@ class Fidelity:
         return replace(self, **changes)
 
 
-#: fields the retraining of a plan reads under the reactive threat (the per-plan seed hashes
-#: these and nothing else of the fidelity, :func:`retraining_fields`)
-RETRAIN_FIELDS: tuple[str, ...] = ("n_train", "n_val", "batch_size", "base_epochs", "n_ec", "lr", "base_lr",
-                                   "distill_steps")
+#: the fields base training reads (:func:`privacysplit.training.pretrained_base`)
+BASE_FIELDS: tuple[str, ...] = ("n_train", "n_val", "batch_size", "base_epochs", "base_lr")
+#: fields the retraining of a plan reads under the reactive threat: the base network's, plus
+#: its own epochs, rate and distillation (the per-plan seed hashes these and nothing else of
+#: the fidelity, :func:`retraining_fields`)
+RETRAIN_FIELDS: tuple[str, ...] = BASE_FIELDS + ("n_ec", "lr", "distill_steps")
 #: fields the proactive game reads as well (its schedule and its in-game attackers)
 GAME_FIELDS: tuple[str, ...] = ("n_d", "n_p", "adv_lambda", "decoder_lr", "game_attackers")
+
+
+def base_fields(fidelity: Fidelity) -> dict:
+    """The fidelity's :data:`BASE_FIELDS`: what base weights are keyed on, not the whole
+    fidelity, so two fidelities that differ only in their attack or retraining settings share
+    one base network, and comparing them compares what they change and nothing else."""
+    return {k: getattr(fidelity, k) for k in BASE_FIELDS}
 
 
 def retraining_fields(fidelity: Fidelity, threat: str = "reactive") -> dict:

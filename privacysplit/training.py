@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from privacysplit._fsutil import atomic_torch_save, ensure_dir, file_lock, safe_name
 from privacysplit.data import Dataset, load_dataset
-from privacysplit.fidelity import Fidelity, get_fidelity
+from privacysplit.fidelity import Fidelity, base_fields, get_fidelity
 from privacysplit.models import Network, build
 
 #: bump when training code changes in a way that changes numbers
@@ -151,17 +151,6 @@ def accuracy(
     return correct / max(len(x), 1)
 
 
-#: the :class:`~privacysplit.fidelity.Fidelity` fields base training reads
-BASE_FIELDS: tuple[str, ...] = ("n_train", "n_val", "batch_size", "base_epochs", "base_lr")
-
-
-def base_fields(fidelity: Fidelity) -> dict:
-    """The fidelity's :data:`BASE_FIELDS`: what base weights are keyed on, not the whole
-    fidelity, so two fidelities that differ only in their attack or retraining settings share
-    one base network, and comparing them compares what they change and nothing else."""
-    return {k: getattr(fidelity, k) for k in BASE_FIELDS}
-
-
 def _base_key(name: str, dataset: str, labels: str, fidelity: Fidelity, seed: int) -> str:
     blob = json.dumps([name, dataset, labels, base_fields(fidelity), seed, TRAINING_VERSION], sort_keys=True)
     readable = safe_name(f"{name}-{dataset}-{labels}-e{fidelity.base_epochs}-n{fidelity.n_train}-s{seed}")
@@ -182,7 +171,7 @@ def pretrained_base(
 ) -> tuple[Network, float]:
     """The base network trained on ``dataset``, and its validation accuracy A_base.
 
-    Trained once per (network, dataset, labels, the fidelity's :data:`BASE_FIELDS`, seed) and cached under
+    Trained once per (network, dataset, labels, the fidelity's :data:`~privacysplit.fidelity.BASE_FIELDS`, seed) and cached under
     :func:`base_weights_dir` of ``cache`` (a folder, or an evaluation-cache file to store
     them beside); later calls load the weights (``weights_only=True``).  Concurrent callers
     wait for the first one's training instead of repeating it.  ``cache=False`` disables

@@ -39,12 +39,11 @@ from torch import nn
 from privacysplit._fsutil import atomic_torch_save, ensure_dir, file_lock, safe_name
 from privacysplit.compression import COMPRESSORS, CompressionSettings
 from privacysplit.data import Dataset
-from privacysplit.fidelity import Fidelity
+from privacysplit.fidelity import Fidelity, base_fields
 from privacysplit.models import Network, build, list_models
 from privacysplit.models.convert import fingerprint, from_module
 from privacysplit.training import (
     accuracy,
-    base_fields,
     base_weights_dir,
     pretrained_base,
     train_classifier,
