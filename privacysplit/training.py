@@ -80,6 +80,19 @@ def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[tor
         yield perm[i : i + batch_size]
 
 
+def adam(params: list[nn.Parameter] | Iterator[nn.Parameter], lr: float) -> torch.optim.Adam:
+    """Adam with the multi-tensor (``foreach``) update on every device.
+
+    Why: torch picks the multi-tensor update by default only for CUDA tensors; on the CPU it
+    loops over parameters, seven small kernels each.  Measured on one CPU thread, one step of
+    a generic decoder's 760k parameters took 3.0 ms looped and 1.2 ms multi-tensor -- about
+    a sixth of an attacker's training step.  Same arithmetic in the same order, so the same
+    numbers to the bit (``tests/test_training.py``); ``fused=True`` is faster still (0.6 ms)
+    but rounds differently, which would move every cached number.
+    """
+    return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
 def train_epochs(
     params: list[nn.Parameter] | Iterator[nn.Parameter],
     step_loss: Callable[[torch.Tensor], torch.Tensor],
@@ -96,7 +109,7 @@ def train_epochs(
     params = [p for p in params if p.requires_grad]
     if not params or epochs == 0:
         return 0.0
-    opt = torch.optim.Adam(params, lr=lr)
+    opt = adam(params, lr)
     loss = torch.tensor(0.0)
     for _ in range(epochs):
         for idx in batches(n, batch_size, generator):

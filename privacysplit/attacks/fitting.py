@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from privacysplit.training import batches
+from privacysplit.training import adam, batches
 
 
 class Fitter:
@@ -38,7 +38,7 @@ class Fitter:
         self.params = [p for p in params if p.requires_grad]
         self.step_loss, self.n, self.epochs = step_loss, n, epochs
         self.batch_size, self.lr, self.generator, self.cosine = batch_size, lr, generator, cosine
-        self.opt = torch.optim.Adam(self.params, lr=lr) if self.params else None
+        self.opt = adam(self.params, lr) if self.params else None
         self.total_steps = max(1, epochs * math.ceil(max(n, 1) / batch_size))
         self.step = 0
         self.done = 0

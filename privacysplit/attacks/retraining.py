@@ -87,7 +87,7 @@ from privacysplit.attacks.samples import N_SAMPLES, encode_samples
 from privacysplit.data import Dataset
 from privacysplit.fidelity import Fidelity, get_fidelity
 from privacysplit.models import Network
-from privacysplit.training import resolve_device
+from privacysplit.training import adam, resolve_device
 
 #: threat models of section 6.2
 THREATS: tuple[str, ...] = ("reactive", "proactive")
@@ -562,7 +562,7 @@ def _proactive(
                                        lr=fid.decoder_lr, generator=gen)
             if a_loss != a_loss:
                 return float("nan")
-        adversaries = [(a, torch.optim.Adam(a.parameters(), lr=fid.decoder_lr / 3)) for a in attackers]
+        adversaries = [(a, adam(a.parameters(), fid.decoder_lr / 3)) for a in attackers]
         loss = train_split(encoder, cloud, x, y, data=data, fidelity=fid, generator=gen,
                            feature_noise=feature_noise, adversaries=adversaries, leakage=leakage,
                            attacker_loss=attacker_loss, adv_lambda=lam)

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from privacysplit.training import adam
+
 
 def _norms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -65,7 +67,7 @@ def distill(module: nn.Module, inputs: torch.Tensor, target: torch.Tensor, steps
             loss = float(F.mse_loss(module(inputs), target) / scale)
         calibrate_norms(module, inputs)
         return loss
-    optimizer = torch.optim.Adam(params, lr=lr)
+    optimizer = adam(params, lr)
     best, best_state = float("inf"), None
     with _batch_statistics(norms):
         for step in range(steps + 1):
