@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from privacysplit.attacks import evaluate_split, invert
-from privacysplit.attacks.fitting import release
+from privacysplit.attacks.fitting import add_noise, release
 from privacysplit.attacks.prior import prior_state
 from privacysplit.attacks.retraining import DCOR_SCALE, DEFAULT_GAME, GAME_OBJECTIVES
 from privacysplit.data import load_dataset
@@ -48,18 +48,26 @@ from privacysplit.training import pretrained_base
 
 ROOT = Path(__file__).resolve().parents[1]
 
-FIELDS = ["network", "partition", "layer", "privacy", "threat", "game", "adv_lambda", "accuracy", "leakage", "ssim",
+FIELDS = ["network", "partition", "layer", "privacy", "threat", "game", "adv_lambda", "feature_noise", "accuracy", "leakage", "ssim",
           "mse", "property_accuracy", "property_chance", "attacker", "score_prior", "score_prior_tuned", "ref_ssim",
           "ref_mse", "ref_attacker", "train_seconds", "attack_seconds"]
 DATA_SEED = 0
 N_IMG = 6
 
 
-def _reference(enc, prior, data, fid, args) -> dict:
+def _noisy(feats: torch.Tensor, noise: float, std: float, generator: torch.Generator) -> torch.Tensor:
+    """What the encoder releases with ``noise`` x the clean training features' std added
+    (as an evaluation releases them)."""
+    return add_noise(feats, noise, std=std, generator=generator) if noise > 0 else feats
+
+
+def _reference(enc, prior, data, fid, args, noise: float) -> dict:
     train = data.train.take(None, DATA_SEED)
     val = data.val.take(fid.n_val, DATA_SEED)
-    res = invert(enc, release(enc, train.x, data.normalize), train.x, release(enc, val.x, data.normalize), val.x,
-                 metric=args.privacy, epochs=args.ref_epochs, batch_size=fid.batch_size, lr=fid.decoder_lr,
+    clean = release(enc, train.x, data.normalize)
+    std, gen = float(clean.float().std()), torch.Generator().manual_seed(args.seed + 1)
+    res = invert(enc, _noisy(clean, noise, std, gen), train.x, _noisy(release(enc, val.x, data.normalize), noise, std, gen),
+                 val.x, metric=args.privacy, epochs=args.ref_epochs, batch_size=fid.batch_size, lr=fid.decoder_lr,
                  seed=args.seed, selection="full", prior=prior, prior_epochs=args.ref_prior_epochs)
     return {"ref_ssim": res.ssim, "ref_mse": res.mse, "ref_attacker": res.attacker}
 
@@ -77,27 +85,31 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
     x_show = data.val.take(fid.n_val, DATA_SEED).x[:N_IMG]
     for p in [int(v) for v in args.partitions.split(",")]:
         prior_encoder = base.sub(0, p + 1)
-        settings = [("reactive", 0.0)] + [("proactive", float(v)) for v in args.lambdas.split(",")]
-        for threat, lam in settings:
+        settings = [(noise, "reactive", 0.0) for noise in args.noises]
+        settings += [(noise, "proactive", float(v)) for noise in args.noises for v in args.lambdas.split(",")]
+        for noise, threat, lam in settings:
             enc, cloud = split(copy.deepcopy(base), p)
             t0 = time.perf_counter()
             out = evaluate_split(enc, cloud, data, fidelity=fid, threat=threat, privacy=args.privacy, seed=args.seed,
                                  data_seed=DATA_SEED, prior_encoder=prior_encoder, prior_cache=args.cache,
                                  adv_lambda=lam if threat == "proactive" else None, return_attacker=True,
-                                 game=args.game)
+                                 game=args.game, feature_noise=noise)
             row = {"network": args.network, "partition": p, "layer": str(base.layers[p]), "privacy": args.privacy,
-                   "threat": threat, "adv_lambda": lam if threat == "proactive" else "",
+                   "threat": threat, "adv_lambda": lam if threat == "proactive" else "", "feature_noise": noise,
                    "leakage": out.get("privacy_loss"),
-                   **{k: out.get(k) for k in FIELDS if k in out and k not in ("adv_lambda",)}}
+                   **{k: out.get(k) for k in FIELDS if k in out and k not in ("adv_lambda", "feature_noise")}}
             if args.privacy != "property" and threat == "proactive" and lam in args.reference_lambdas:
                 prior = prior_state(prior_encoder, data, metric=args.privacy, epochs=fid.prior_epochs,
                                     batch_size=fid.batch_size, lr=fid.decoder_lr, seed=DATA_SEED,
                                     cache=args.cache) if fid.prior_epochs > 0 else None
-                row.update(_reference(enc, prior, data, fid, args))
+                row.update(_reference(enc, prior, data, fid, args, noise))
             if args.privacy != "property" and out.get("attacker_model") is not None:
                 with torch.no_grad():
                     enc.eval()
-                    samples[(p, threat, lam)] = out["attacker_model"](enc(data.normalize(x_show))).clamp(0, 1)
+                    clean = release(enc, data.train.take(fid.n_train, DATA_SEED).x, data.normalize)
+                    shown = _noisy(release(enc, x_show, data.normalize), noise, float(clean.float().std()),
+                                   torch.Generator().manual_seed(args.seed + 2))
+                    samples[(p, threat, lam, noise)] = out["attacker_model"](shown).clamp(0, 1)
             rows.append(row)
             print(f"p={p} {threat:9s} {row.get('game', '')} lambda={lam:<5g} A={row['accuracy']:.3f} "
                   f"leakage={row['leakage']:.4f} attacker={row.get('attacker')} ref={row.get('ref_ssim', '')} "
@@ -132,29 +144,32 @@ def write(rows: list[dict], samples: dict, args: argparse.Namespace) -> None:
     lines = [f"# Proactive trade-off ({args.network}/{args.dataset}, fidelity `{args.fidelity}`, privacy "
              f"`{args.privacy}`, game `{args.game}`, seed {args.seed}, {args.threads} thread(s); N_p={fid.n_p}, "
              f"N_ec={fid.n_ec}, N_d={fid.n_d}{weight})", "",
-             f"| p | threat | lambda | accuracy | fresh-attacker {metric} | attacker | reference SSIM | train s |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"| p | threat | lambda | noise | accuracy | fresh-attacker {metric} | attacker | reference SSIM | train s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ref = f"{r['ref_ssim']:.3f}" if isinstance(r.get("ref_ssim"), float) else ""
-        lines.append(f"| {r['partition']} | {r['threat']} | {r['adv_lambda']} | {r['accuracy']:.3f} "
+        lines.append(f"| {r['partition']} | {r['threat']} | {r['adv_lambda']} | {r['feature_noise']:g} | {r['accuracy']:.3f} "
                      f"| {r['leakage']:.3f} | {r.get('attacker', '')} | {ref} | {r.get('train_seconds', 0):.1f} |")
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
     parts = sorted({r["partition"] for r in rows})
+    noises = sorted({float(r["feature_noise"]) for r in rows})
     for k, p in enumerate(parts):
         color = f"C{k}"
-        pro = [r for r in rows if r["partition"] == p and r["threat"] == "proactive"]
-        rea = [r for r in rows if r["partition"] == p and r["threat"] == "reactive"]
-        ax.plot([r["leakage"] for r in pro], [r["accuracy"] for r in pro], "o-", color=color,
-                label=f"p={p} proactive")
-        for r in pro:
-            ax.annotate(f"λ={r['adv_lambda']:g}", (r["leakage"], r["accuracy"]), fontsize=7,
-                        textcoords="offset points", xytext=(3, 3))
-        for r in rea:
-            ax.plot(r["leakage"], r["accuracy"], "*", color=color, markersize=14, markeredgecolor="k",
-                    label=f"p={p} reactive")
+        for j, noise in enumerate(noises):  # one line per feature-noise scale: solid, dashed, dotted
+            style, tag = ("-", ":", "--", "-.")[j % 4], f" noise {noise:g}" if len(noises) > 1 else ""
+            mine = [r for r in rows if r["partition"] == p and float(r["feature_noise"]) == noise]
+            pro = [r for r in mine if r["threat"] == "proactive"]
+            ax.plot([r["leakage"] for r in pro], [r["accuracy"] for r in pro], "o" + style, color=color,
+                    label=f"p={p} proactive{tag}")
+            for r in pro:
+                ax.annotate(f"λ={r['adv_lambda']:g}", (r["leakage"], r["accuracy"]), fontsize=7,
+                            textcoords="offset points", xytext=(3, 3))
+            for r in (r for r in mine if r["threat"] == "reactive"):
+                ax.plot(r["leakage"], r["accuracy"], "*" if noise == 0 else "P", color=color,
+                        markersize=14 if noise == 0 else 10, markeredgecolor="k", label=f"p={p} reactive{tag}")
     if args.privacy == "property":
         chance = [r["property_chance"] for r in rows if r.get("property_chance") is not None]
         if chance:
@@ -172,12 +187,14 @@ def write(rows: list[dict], samples: dict, args: argparse.Namespace) -> None:
         fig, axes = plt.subplots(len(keys) + 1, 1, figsize=(0.9 * N_IMG + 1, 0.95 * (len(keys) + 1)))
         axes[0].imshow(_tile(samples["original"]), cmap="gray", vmin=0, vmax=1)
         axes[0].set_ylabel("original", fontsize=7, rotation=0, ha="right")
-        by_key = {(r["partition"], r["threat"], float(r["adv_lambda"] or 0.0)): r for r in rows}
+        by_key = {(r["partition"], r["threat"], float(r["adv_lambda"] or 0.0), float(r["feature_noise"])): r
+                  for r in rows}
         for ax, key in zip(axes[1:], keys, strict=True):
-            p, threat, lam = key
-            r = by_key.get((p, threat, lam), {})
+            p, threat, lam, noise = key
+            r = by_key.get(key, {})
             ax.imshow(_tile(samples[key]), cmap="gray", vmin=0, vmax=1)
-            label = f"p={p} {threat}" + (f" λ={lam:g}" if threat == "proactive" else "")
+            label = f"p={p} {threat}" + (f" λ={lam:g}" if threat == "proactive" else "") \
+                + (f" noise {noise:g}" if noise else "")
             ax.set_ylabel(f"{label}\nA {r.get('accuracy', 0):.2f} SSIM {r.get('ssim', 0):.2f}", fontsize=6,
                           rotation=0, ha="right", va="center")
         for ax in axes:
@@ -198,6 +215,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--privacy", default="ssim", choices=["ssim", "mse", "property"], help="privacy metric")
     parser.add_argument("--partitions", default="3,5,6", help="comma-separated partition indices")
     parser.add_argument("--lambdas", default="4,8,16,24", help="comma-separated proactive lambdas")
+    parser.add_argument("--noises", default="0",
+                        help="comma-separated feature-noise scales (x the clean features' std) added to the released "
+                             "features, in training and at release; every lambda and the reactive plan run at each")
     parser.add_argument("--game", default=DEFAULT_GAME, choices=list(GAME_OBJECTIVES),
                         help="the proactive game's objective (privacysplit.attacks.retraining)")
     parser.add_argument("--reference-lambdas", default="", help="lambdas whose encoders the reference re-attacks")
@@ -210,6 +230,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     resolve_output(parser, args)
     args.reference_lambdas = {float(v) for v in args.reference_lambdas.split(",") if v}
+    args.noises = [float(v) for v in args.noises.split(",")]
+    if any(not np.isfinite(v) or v < 0 for v in args.noises):
+        parser.error(f"--noises must be finite numbers >= 0, got {args.noises}")
     write(*run(args), args)
 
 
