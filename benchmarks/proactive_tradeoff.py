@@ -9,7 +9,11 @@ Privacy is always measured by a *fresh* attacker against the final frozen encode
 as in a search (the partition's attack prior, fine-tuned).  ``--reference-lambdas`` re-attacks the proactive encoders of those lambdas
 with the slow reference attacker of ``benchmarks/attack_strength.py`` (whole training
 split, scratch decoders and the prior trained for many epochs, best of all), so the
-shielding is not an artefact of a weak measuring attacker.
+shielding is not an artefact of a weak measuring attacker.  ``--noises`` runs every lambda and
+the reactive plan again with Gaussian noise of that many times the clean features' std added
+to the released features, in training and at release (the environment's ``feature_noise``):
+the game and the noise together shield where neither does alone (README, "Proactive
+trade-off").
 
 Writes ``proactive_tradeoff.csv``, ``proactive_tradeoff.md``, ``proactive_tradeoff.png``
 (accuracy against fresh-attacker SSIM per partition, the reactive point marked) and
@@ -19,8 +23,8 @@ x axis is the property attacker's accuracy, with the chance level drawn.
 
 Example::
 
-    OMP_NUM_THREADS=1 python benchmarks/proactive_tradeoff.py --partitions 3,6 --lambdas 4,8,16,24 \\
-        --reference-lambdas 16 --update-results
+    OMP_NUM_THREADS=1 python benchmarks/proactive_tradeoff.py --partitions 3,6 --lambdas 4,8,16,32,64,128 \\
+        --noises 0,0.3 --reference-lambdas 8,64 --update-results
 
 (without ``--update-results`` or ``--out``: a new ``runs/proactive_tradeoff-<time>`` folder).
 """
@@ -158,7 +162,7 @@ def write(rows: list[dict], samples: dict, args: argparse.Namespace) -> None:
     noises = sorted({float(r["feature_noise"]) for r in rows})
     for k, p in enumerate(parts):
         color = f"C{k}"
-        for j, noise in enumerate(noises):  # one line per feature-noise scale: solid, dashed, dotted
+        for j, noise in enumerate(noises):  # one line per feature-noise scale: solid, dotted, dashed
             style, tag = ("-", ":", "--", "-.")[j % 4], f" noise {noise:g}" if len(noises) > 1 else ""
             mine = [r for r in rows if r["partition"] == p and float(r["feature_noise"]) == noise]
             pro = [r for r in mine if r["threat"] == "proactive"]

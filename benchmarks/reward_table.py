@@ -52,6 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--searchers", default="random,bilstm,maskable_ppo,ppo,evolution,tpe,successive_halving,hyperband",
                    help="comma-separated agents")
     p.add_argument("--seeds", type=int, default=10, help="seeds per searcher")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seeds run are first-seed .. first-seed + seeds - 1 (held-out seeds for a setting tuned on 0-9)")
     p.add_argument("--budgets", default="10,25,50",
                    help="comma-separated budgets, in evaluations or as a percentage of the space's plans "
                         "('1%%,5%%,10%%'); the largest is each run's budget")
@@ -295,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         regrets = {b: [] for b in budgets}
         counts = []
         t1 = time.perf_counter()
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             result, best = run_searcher(name, seed, table, lows.get(screen), args, budgets[-1])
             for b in budgets:
                 regrets[b].append(optimum - best(b))
@@ -324,7 +326,8 @@ def summary_lines(args, summary: dict, budgets: list[int], screen: str | None) -
              f"{args.fidelity} fidelity, P={args.privacy}, S={args.resource}", "",
              f"{summary['plans']} plans (techniques {args.techniques}, partitions {args.partitions}); optimum "
              f"`{summary['optimum_plan']}` reward {summary['optimum']:.4f}, median plan "
-             f"{summary['median_plan_reward']:.4f}; {args.seeds} seeds.", ""]
+             f"{summary['median_plan_reward']:.4f}; {args.seeds} seeds"
+             f"{f' ({args.first_seed}-{args.first_seed + args.seeds - 1})' if args.first_seed else ''}.", ""]
     if summary["low_fidelities"]:
         lines += ["How well a cheaper fidelity ranks the plans (Spearman rank correlation with the "
                   f"{args.fidelity} table over all plans; cost = "

@@ -63,6 +63,9 @@ def test_measured_table_is_compressed_with_its_provenance_and_read_back(cache_ro
 
     monkeypatch.setattr(TableEvaluator, "from_evaluator", classmethod(no_measuring))
     assert module.main(argv) == 0
+    assert module.main(argv + ["--first-seed", "7"]) == 0  # held-out seeds 7 and 8, on the same table
+    assert json.loads((out / "summary.json").read_text())["settings"]["first_seed"] == 7
+    assert "; 2 seeds (7-8)." in (out / "summary.md").read_text()
 
 
 def _shipped_table(tmp_path: Path, **config_changes) -> Path:
