@@ -8,7 +8,6 @@ profile under S3 and S2.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 import subprocess
 import sys
@@ -17,13 +16,6 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "paper_experiments.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("paper_experiments", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def run(cache_root: str, *args: str) -> None:
@@ -38,14 +30,14 @@ def rows(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def test_closest_partition_picks_the_nearest_saving():
+def test_closest_partition_picks_the_nearest_saving(benchmark_module):
     from privacysplit.envs.evaluator import Evaluator
     from privacysplit.models import CostModel, resource_savings
 
     ev = Evaluator("lenet", fidelity="smoke", cache=False, resource="params")
     cm = CostModel(ev.structure, ev.profile)
     s1 = {p: resource_savings(cm.encoder_cost(p), cm.total())["S1"] for p in ev.space.partitions}
-    closest = _module().closest_partition
+    closest = benchmark_module("paper_experiments").closest_partition
     # partitions 3, 4, 5 (conv, relu, pool) keep the same parameters: the latest wins
     assert s1[3] == s1[4] == s1[5] != s1[2]
     assert closest(ev, s1[3]) == (5, s1[5])
@@ -56,7 +48,7 @@ def test_closest_partition_picks_the_nearest_saving():
 
 
 @pytest.mark.slow
-def test_noise_and_adversarial_use_the_partition_closest_to_the_rl_plan(cache_root, tmp_path):
+def test_noise_and_adversarial_use_the_partition_closest_to_the_rl_plan(benchmark_module, cache_root, tmp_path):
     run(cache_root, "noise", "--base", "lenet", "--rl-plan", "7 | 0:W1 6:F1", "--noise-levels", "1,4", "--out", str(tmp_path))
     table = rows(tmp_path / "table7_lenet_reactive.csv")
     assert table[0]["defence"] == "RL plan 7 | 0:W1 6:F1"
@@ -66,7 +58,8 @@ def test_noise_and_adversarial_use_the_partition_closest_to_the_rl_plan(cache_ro
     from privacysplit.envs.evaluator import Evaluator
 
     ev = Evaluator("lenet", fidelity="smoke", cache=False)
-    assert (p, pytest.approx(float(table[1]["S"]))) == _module().closest_partition(ev, float(table[0]["S"]))
+    closest = benchmark_module("paper_experiments").closest_partition
+    assert (p, pytest.approx(float(table[1]["S"]))) == closest(ev, float(table[0]["S"]))
     assert p == 5  # the compressed RL plan keeps far fewer parameters than partition 7 uncompressed
 
     run(cache_root, "adversarial", "--base", "lenet", "--rl-plan", "7 | 0:W1 6:F1", "--out", str(tmp_path))

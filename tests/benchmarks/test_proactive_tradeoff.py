@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "proactive_tradeoff.py"
 
-
-def _module():
-    spec = importlib.util.spec_from_file_location("proactive_tradeoff", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_noise_sweep_runs_every_setting_at_every_noise_and_attacks_the_noisy_release(cache_root, tmp_path):
+def test_noise_sweep_runs_every_setting_at_every_noise_and_attacks_the_noisy_release(
+        benchmark_module, cache_root, tmp_path):
     out = tmp_path / "tradeoff"
-    _module().main(["--fidelity", "smoke", "--partitions", "3", "--lambdas", "4", "--noises", "0,1",
-                    "--reference-lambdas", "4", "--ref-epochs", "1", "--ref-prior-epochs", "0",
-                    "--cache", cache_root, "--out", str(out)])
+    benchmark_module("proactive_tradeoff").main([
+        "--fidelity", "smoke", "--partitions", "3", "--lambdas", "4", "--noises", "0,1", "--reference-lambdas", "4",
+        "--ref-epochs", "1", "--ref-prior-epochs", "0", "--cache", cache_root, "--out", str(out)])
     with open(out / "proactive_tradeoff.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     settings = [(r["threat"], r["adv_lambda"], float(r["feature_noise"])) for r in rows]
@@ -38,6 +28,6 @@ def test_noise_sweep_runs_every_setting_at_every_noise_and_attacks_the_noisy_rel
     assert "| 3 | proactive | 4.0 | 1 |" in (out / "proactive_tradeoff.md").read_text()
 
 
-def test_negative_noise_is_refused(tmp_path):
+def test_negative_noise_is_refused(benchmark_module, tmp_path):
     with pytest.raises(SystemExit):
-        _module().main(["--noises", "0,-0.5", "--out", str(tmp_path / "x")])
+        benchmark_module("proactive_tradeoff").main(["--noises", "0,-0.5", "--out", str(tmp_path / "x")])

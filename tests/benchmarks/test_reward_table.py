@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import importlib.util
 import json
 import math
 import os
@@ -18,21 +17,14 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def _module(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _small_table_argv(out: Path, seeds: int, budgets: str) -> list[str]:
     """reward_table.py on the 6-plan smoke space (lenet, W1, partitions 2 and 5), random search only."""
     return ["--fidelity", "smoke", "--partitions", "2,5", "--techniques", "W1", "--low-fidelities", "none",
             "--searchers", "random", "--seeds", str(seeds), "--budgets", budgets, "--out", str(out)]
 
 
-def test_budgets_as_percentages_of_the_space():
-    parse = _module("reward_table").parse_budgets
+def test_budgets_as_percentages_of_the_space(benchmark_module):
+    parse = benchmark_module("reward_table").parse_budgets
     assert parse("1%,5%,10%", 3870) == [39, 194, 387]
     assert parse("50,10,25", 212) == [10, 25, 50]
     for bad in ("ten", "0%"):
@@ -40,8 +32,9 @@ def test_budgets_as_percentages_of_the_space():
             parse(bad, 212)
 
 
-def test_measured_table_is_compressed_with_its_provenance_and_read_back(cache_root, tmp_path, monkeypatch):
-    module = _module("reward_table")
+def test_measured_table_is_compressed_with_its_provenance_and_read_back(benchmark_module, cache_root, tmp_path,
+                                                                       monkeypatch):
+    module = benchmark_module("reward_table")
     out = tmp_path / "rt"
     argv = _small_table_argv(out, seeds=2, budgets="50%,100%")
     assert module.main(argv) == 0
@@ -107,13 +100,13 @@ def test_compare_searchers_refuses_a_table_of_another_footing(cache_root, tmp_pa
     assert "another footing" in proc.stderr and "eval_version: table 4, here 5" in proc.stderr
 
 
-def test_an_interrupted_table_resumes_from_its_own_file(cache_root, tmp_path, monkeypatch):
+def test_an_interrupted_table_resumes_from_its_own_file(benchmark_module, cache_root, tmp_path, monkeypatch):
     """The table file is the checkpoint: a run that stopped part-way (and lost its cache)
     measures only the plans the file lacks."""
     from privacysplit.agents.table import TableEvaluator
     from privacysplit.envs.evaluator import Evaluator
 
-    module = _module("reward_table")
+    module = benchmark_module("reward_table")
     out = tmp_path / "rt"
     argv = _small_table_argv(out, seeds=1, budgets="2")
     assert module.main(argv) == 0

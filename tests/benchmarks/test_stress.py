@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,14 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "stress.py"
 
 
-def _stress():
-    spec = importlib.util.spec_from_file_location("stress", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_summary_counts_duplicates_lost_and_crashes(tmp_path):
+def test_summary_counts_duplicates_lost_and_crashes(benchmark_module, tmp_path):
     cache = EvalCache(tmp_path / "c.sqlite")
     cache.put("ka", "1 | none", {}, {"accuracy": 0.5})
     cache.claim("kc")  # a mark left behind
@@ -36,7 +28,7 @@ def test_summary_counts_duplicates_lost_and_crashes(tmp_path):
         {"worker": 2, "plan": "3 | none", "key": "kc", "reward": 0.0, "cache_hit": False, "error": "boom"},
         {"worker": 3, "crash": "ValueError: x"},
     ]
-    s = _stress().summarise(records, tmp_path / "c.sqlite", [0, 0, 0, -9], 1.0)
+    s = benchmark_module("stress").summarise(records, tmp_path / "c.sqlite", [0, 0, 0, -9], 1.0)
     assert s["episodes"] == 5 and s["crashes"] == 2  # one episode, one killed process
     assert s["measurements"] == 4 and s["duplicate_measurements"] == 1
     assert s["lost_evaluations"] == 1 and s["lost_plans"] == ["2 | none"]  # the failed one is not lost
