@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
                                    torch.Generator().manual_seed(args.seed + 2))
                     samples[(p, threat, lam, noise)] = out["attacker_model"](shown).clamp(0, 1)
             rows.append(row)
-            print(f"p={p} {threat:9s} {row.get('game', '')} lambda={lam:<5g} A={row['accuracy']:.3f} "
+            print(f"p={p} {threat:9s} {row.get('game', '')} lambda={lam:<5g} noise={noise:<4g} A={row['accuracy']:.3f} "
                   f"leakage={row['leakage']:.4f} attacker={row.get('attacker')} ref={row.get('ref_ssim', '')} "
                   f"({time.perf_counter() - t0:.1f} s)", flush=True)
     samples["original"] = x_show
