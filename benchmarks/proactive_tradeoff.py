@@ -110,8 +110,10 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
             if args.privacy != "property" and out.get("attacker_model") is not None:
                 with torch.no_grad():
                     enc.eval()
-                    clean = release(enc, data.train.take(fid.n_train, DATA_SEED).x, data.normalize)
-                    shown = _noisy(release(enc, x_show, data.normalize), noise, float(clean.float().std()),
+                    # the std the evaluation scaled its noise by (no release at all without noise)
+                    std = float(release(enc, data.train.take(fid.n_train, DATA_SEED).x, data.normalize).float().std()) \
+                        if noise > 0 else 0.0
+                    shown = _noisy(release(enc, x_show, data.normalize), noise, std,
                                    torch.Generator().manual_seed(args.seed + 2))
                     samples[(p, threat, lam, noise)] = out["attacker_model"](shown).clamp(0, 1)
             rows.append(row)
