@@ -307,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             "budget_unit": "compute" if name in MULTI_FIDELITY else "evaluations",
             "median_regret": {str(b): float(np.median(r)) for b, r in regrets.items()},
             "found_optimum": {str(b): int(sum(x <= 1e-12 for x in r)) for b, r in regrets.items()},
+            "regrets": {str(b): [float(x) for x in r] for b, r in regrets.items()},  # per seed, in seed order
             "seconds": time.perf_counter() - t1,
         }
         if counts:
