@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from privacysplit.agents import agent_name
 from privacysplit.reporting import add_output_arguments, resolve_output
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,7 +243,7 @@ def run_searcher(name: str, seed: int, table, low, args, budget: int):
     from privacysplit.agents.table import TableEvaluator, table_env
 
     env = table_env(args.base, table=TableEvaluator(table.space, table.rows, name=table.name))
-    if name in MULTI_FIDELITY:
+    if agent_name(name) in MULTI_FIDELITY:
         if low is None:
             raise SystemExit(f"searcher {name} needs a low fidelity (--low-fidelities)")
         agent = make_agent(name, seed=seed, cost_ratio=args.cost_ratio,
@@ -301,10 +302,10 @@ def main(argv: list[str] | None = None) -> int:
             result, best = run_searcher(name, seed, table, lows.get(screen), args, budgets[-1])
             for b in budgets:
                 regrets[b].append(optimum - best(b))
-            if name in MULTI_FIDELITY:
+            if agent_name(name) in MULTI_FIDELITY:
                 counts.append((result.low_evaluations, result.high_evaluations, result.compute))
         summary["searchers"][name] = {
-            "budget_unit": "compute" if name in MULTI_FIDELITY else "evaluations",
+            "budget_unit": "compute" if agent_name(name) in MULTI_FIDELITY else "evaluations",
             "median_regret": {str(b): float(np.median(r)) for b, r in regrets.items()},
             "found_optimum": {str(b): int(sum(x <= 1e-12 for x in r)) for b, r in regrets.items()},
             "regrets": {str(b): [float(x) for x in r] for b, r in regrets.items()},  # per seed, in seed order

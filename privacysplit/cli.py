@@ -288,8 +288,11 @@ def _search(args: argparse.Namespace) -> int:
     from privacysplit.search_run import prepare_run, print_summary, run_search
 
     check_args(args)
-    if args.agent not in AGENT_NAMES:
-        raise UserError(f"unknown agent {args.agent!r}; valid agents: {', '.join(AGENT_NAMES)}")
+    from privacysplit.agents import agent_name
+
+    if agent_name(args.agent) not in AGENT_NAMES:
+        raise UserError(f"unknown agent {args.agent!r}; valid agents: {', '.join(AGENT_NAMES)} "
+                        "(optionally with :option=value changes, e.g. bilstm:entropy_coef=0.01)")
     if args.budget < 1:
         raise UserError(f"--budget must be a positive integer, got {args.budget}")
     if args.workers < 1:
@@ -323,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "TensorBoard logs, plots and a report into --out.")
     _env_args(p)
     p.add_argument("--agent", default="bilstm", metavar="AGENT",
-                   help=f"searcher: {', '.join(AGENT_NAMES)}; default bilstm")
+                   help=f"searcher: {', '.join(AGENT_NAMES)}, optionally with options as name:option=value:... "
+                        "(e.g. bilstm:entropy_coef=0.01); default bilstm")
     p.add_argument("--budget", type=int, default=200,
                    help="plan evaluations (cache hits count); default 200 (about 10 min for lenet at cpu fidelity on 2 idle cores)")
     p.add_argument("--max-seconds", type=float, default=None, help="also stop after this much wall time")

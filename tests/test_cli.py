@@ -153,7 +153,7 @@ def test_search_help_lists_agents_and_budget_default(cache_root):
     from privacysplit.cli import AGENT_NAMES
 
     out = " ".join(run("search", "--help", cache=cache_root).stdout.split())
-    assert f"searcher: {', '.join(AGENT_NAMES)}; default bilstm" in out and "bilstm, random" in out
+    assert f"searcher: {', '.join(AGENT_NAMES)}, optionally with options" in out and "default bilstm" in out
     assert "default 200" in out and "--profile" in out
 
 

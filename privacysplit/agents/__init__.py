@@ -21,6 +21,7 @@ a user's own Stable-Baselines3 model searches through :func:`search_with_sb3` or
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable, Iterator, Mapping
 
 from privacysplit.agents.base import BaseSearcher, Searcher, SearchRun
@@ -69,17 +70,53 @@ AGENTS = _Registry(
 )
 
 
+_PYTHON_LITERALS = {"True": True, "False": False, "None": None}
+
+
+def agent_name(spec: str) -> str:
+    """The registry name of an agent spec: ``"bilstm:entropy_coef=0.01"`` -> ``"bilstm"``."""
+    return str(spec).split(":", 1)[0].strip().lower().replace("-", "_")
+
+
+def agent_options(spec: str) -> dict:
+    """The options of an agent spec ``name:option=value:...``, values read as JSON where they
+    parse (numbers, ``true``/``false``, ``null``; Python's ``True``/``False``/``None`` too) and
+    as strings otherwise.  A value cannot hold ``:`` (a fidelity spec with changes is passed
+    as a keyword instead).
+
+    Why a spec string: benchmarks and the command line name searchers by strings
+    (``--searchers random,bilstm:entropy_coef=0.01``), and a tuned variant must be as easy to
+    compare as a stock one, in the same table, under a name that says what was changed.
+    """
+    options: dict = {}
+    for change in str(spec).split(":")[1:]:
+        key, sep, text = change.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"agent spec {spec!r}: {change!r} is not option=value")
+        if text in _PYTHON_LITERALS:
+            options[key.strip()] = _PYTHON_LITERALS[text]
+            continue
+        try:
+            options[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key.strip()] = text
+    return options
+
+
 def make_agent(name: str, **kwargs) -> Searcher:
     """Build the searcher called ``name`` with its options (``seed``, ``rollouts``, ...).
+
+    ``name`` may carry options as a spec, ``"bilstm:entropy_coef=0.01:patience=1000"``
+    (:func:`agent_options`); keyword arguments win over the spec's.
 
     Raises:
         ValueError: for an unknown name (listing the valid ones) or an unknown option
             (listing that agent's options).
     """
-    key = str(name).strip().lower().replace("-", "_")
+    key = agent_name(name)
     if key not in AGENTS:
         raise ValueError(f"unknown agent {name!r}; valid agents: {', '.join(AGENTS)}")
-    return AGENTS[key](**kwargs)
+    return AGENTS[key](**{**agent_options(name), **kwargs})
 
 
 def register_agent(name: str, factory: Callable) -> None:
@@ -123,6 +160,8 @@ __all__ = [
     "SearchResult",
     "SearchRun",
     "Searcher",
+    "agent_name",
+    "agent_options",
     "make_agent",
     "register_agent",
     "search_with_sb3",

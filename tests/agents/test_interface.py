@@ -36,6 +36,21 @@ def test_names_are_normalised():
     assert make_agent("Maskable-PPO").name == "maskable_ppo"
 
 
+def test_an_agent_spec_carries_options_and_keywords_win():
+    agent = make_agent("bilstm:entropy_coef=0.01:patience=1000:max_grad_norm=None:normalize_advantages=true", seed=4)
+    cfg = agent.config
+    assert (cfg.entropy_coef, cfg.patience, cfg.max_grad_norm, cfg.normalize_advantages, cfg.seed) == (
+        0.01, 1000, None, True, 4)
+    assert make_agent("bilstm:seed=1", seed=2).config.seed == 2
+    assert make_agent("successive_halving:low_fidelity=smoke").config.low_fidelity == "smoke"  # a string
+    with pytest.raises(ValueError, match="not option=value"):
+        make_agent("bilstm:entropy_coef")
+    with pytest.raises(ValueError, match="valid options: seed, rollouts"):
+        make_agent("bilstm:entropy=0.1")
+    with pytest.raises(ValueError, match="entropy_coef must be >= 0"):
+        make_agent("bilstm:entropy_coef=-1")
+
+
 @pytest.mark.parametrize("name", list(STOCK))
 def test_budget_is_respected_and_same_seed_same_history(name, make_table_env, small_table):
     runs = []
