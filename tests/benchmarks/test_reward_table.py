@@ -49,6 +49,9 @@ def test_measured_table_is_compressed_with_its_provenance_and_read_back(benchmar
     assert sorted(summary["searchers"]["random"]["median_regret"], key=int) == [
         str(math.ceil(len(rows) / 2)), str(len(rows))]
     assert summary["searchers"]["random"]["median_regret"][str(len(rows))] == 0.0  # the whole space: optimum found
+    for budget, per_seed in summary["searchers"]["random"]["regrets"].items():  # per seed, for merging and plots
+        assert len(per_seed) == 2 and summary["searchers"]["random"]["median_regret"][budget] == sorted(per_seed)[0] \
+            + (sorted(per_seed)[1] - sorted(per_seed)[0]) / 2
     from privacysplit.agents.table import TableEvaluator
 
     def no_measuring(*args, **kwargs):
@@ -128,3 +131,19 @@ def test_an_interrupted_table_resumes_from_its_own_file(benchmark_module, cache_
     assert sorted(measured) == sorted(set(full.rows) - set(kept))
     resumed = TableEvaluator.from_csv(path, space)
     assert len(resumed) == len(full) and all(resumed.rows[p]["reward"] == kept[p]["reward"] for p in kept)
+
+
+def test_the_shipped_whole_lenet_table_holds_every_plan_on_todays_footing():
+    """Issue 16 item 4: every plan of the whole LeNet space, measured once at `cpu` on the
+    default data, shipped with its provenance; the README's optimum is the table's."""
+    from privacysplit.agents.table import TableEvaluator
+    from privacysplit.envs.evaluator import Evaluator
+
+    (path,) = (BENCHMARKS / "results" / "reward_table_full").glob("table_lenet_mnist_cpu_*.csv.gz")
+    evaluator = Evaluator("lenet", fidelity="cpu", cache=False)  # every technique, every partition
+    table = TableEvaluator.from_csv(path, evaluator.space)
+    assert len(table) == evaluator.space.count() == 3870
+    table.check_footing(evaluator.config())  # same evaluation version, fidelity, seed and data
+    assert table.metadata["command"].startswith("python benchmarks/reward_table.py --fidelity cpu --partitions all")
+    plan, best = table.optimum()
+    assert f"`{plan}` scores {best:.4f}" in (BENCHMARKS.parent / "README.md").read_text()
