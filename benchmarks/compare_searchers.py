@@ -49,8 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threat", default="reactive", help="reactive or proactive")
     p.add_argument("--privacy", default="ssim", help="mse, ssim or property")
     p.add_argument("--resource", default="params", help="params, macs or latency")
-    p.add_argument("--techniques", default=None, help="comma-separated technique subset (default all)")
-    p.add_argument("--partitions", default=None, help="comma-separated allowed partitions (default all)")
+    p.add_argument("--techniques", default=None, help="comma-separated technique subset, or 'all' (the default)")
+    p.add_argument("--partitions", default=None, help="comma-separated allowed partitions, or 'all' (the default)")
     p.add_argument("--searchers", default="random,bilstm,evolution,tpe,maskable_ppo", help="comma-separated agent names")
     p.add_argument("--seeds", type=int, default=3, help="seeds per searcher")
     p.add_argument("--budget", type=int, default=30, help="plan evaluations per run")
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    csv_list = lambda s, cast=str: None if s is None else [cast(t) for t in s.split(",") if t]  # noqa: E731
+    csv_list = lambda s, cast=str: None if s in (None, "all") else [cast(t) for t in s.split(",") if t]  # noqa: E731
     evaluator = Evaluator(
         args.base, args.dataset, data_root=args.data_root, fidelity=args.fidelity, threat=args.threat,
         privacy=args.privacy, resource=args.resource, techniques=csv_list(args.techniques),
