@@ -148,6 +148,11 @@ def test_the_shipped_whole_lenet_table_holds_every_plan_on_todays_footing(cache_
     assert table.metadata["command"].startswith("python benchmarks/reward_table.py --fidelity cpu --partitions all")
     plan, best = table.optimum()
     assert f"`{plan}` scores {best:.4f}" in (BENCHMARKS.parent / "README.md").read_text()
+    screen = "cpu:n_train=1000:base_epochs=10:n_ec=1:n_d=1"  # the multi-fidelity searchers' default
+    (low_path,) = path.parent.glob("table_lenet_mnist_cpu-n_train1000-base_epochs10-n_ec1-n_d1_*.csv.gz")
+    low = TableEvaluator.from_csv(low_path, evaluator.space)
+    assert len(low) == 3870
+    low.check_footing(Evaluator("lenet", fidelity=screen, cache=False).config())
     env = {**os.environ, "PRIVACYSPLIT_CACHE": cache_root, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, str(BENCHMARKS / "compare_searchers.py"), "--fidelity", "cpu", "--partitions", "all",
