@@ -78,11 +78,10 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    csv_list = lambda s, cast=str: None if s in (None, "all") else [cast(t) for t in s.split(",") if t]  # noqa: E731
     evaluator = Evaluator(
         args.base, args.dataset, data_root=args.data_root, fidelity=args.fidelity, threat=args.threat,
-        privacy=args.privacy, resource=args.resource, techniques=csv_list(args.techniques),
-        partitions=csv_list(args.partitions, int), device=args.device,
+        privacy=args.privacy, resource=args.resource, techniques=reporting.csv_or_all(args.techniques),
+        partitions=reporting.csv_or_all(args.partitions, int), device=args.device,
         cache=args.cache or str(out / "evals.sqlite"),
         executor="process" if args.workers > 1 else "inprocess", workers=args.workers,
     )
@@ -97,10 +96,10 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(str(err)) from None
         if len(source) != evaluator.space.count():
             raise SystemExit(f"--table {args.table}: {len(source)} plans, the space has {evaluator.space.count()}")
-    searchers = csv_list(args.searchers)
+    searchers = [t for t in args.searchers.split(",") if t]
     for name in searchers:
         make_agent(name)  # fail fast on an unknown name, before any training
-    budgets = csv_list(args.budgets, int) or sorted({b for b in (10, 25, 50) if b < args.budget} | {args.budget})
+    budgets = [int(t) for t in (args.budgets or "").split(",") if t] or sorted({b for b in (10, 25, 50) if b < args.budget} | {args.budget})
     rows, curves, runs, hparams = [], {}, [], []
     t_all = time.perf_counter()
     try:

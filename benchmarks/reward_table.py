@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from privacysplit.agents import agent_name
-from privacysplit.reporting import add_output_arguments, resolve_output
+from privacysplit.reporting import add_output_arguments, csv_or_all, resolve_output
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,11 +96,6 @@ def parse_budgets(text: str, plans: int) -> list[int]:
             raise SystemExit(f"--budgets: {token!r} is less than one evaluation of the {plans}-plan space")
         budgets.add(value)
     return sorted(budgets)
-
-
-def csv_or_all(text: str, cast=str) -> list | None:
-    """A comma-separated subset, or ``None`` (every one) for ``all``."""
-    return None if text == "all" else [cast(t) for t in text.split(",")]
 
 
 def parse_fidelity(spec: str):
@@ -295,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{c['spearman_accuracy']:.3f}, privacy {c['spearman_privacy_loss']:.3f}); target optimum ranked "
               f"{c['optimum_rank_at_low']} at {spec}; cost ratio {c['cost_ratio']}", flush=True)
     for name in args.searchers.split(","):
+        multi = agent_name(name) in MULTI_FIDELITY
         regrets = {b: [] for b in budgets}
         counts = []
         t1 = time.perf_counter()
@@ -302,10 +298,10 @@ def main(argv: list[str] | None = None) -> int:
             result, best = run_searcher(name, seed, table, lows.get(screen), args, budgets[-1])
             for b in budgets:
                 regrets[b].append(optimum - best(b))
-            if agent_name(name) in MULTI_FIDELITY:
+            if multi:
                 counts.append((result.low_evaluations, result.high_evaluations, result.compute))
         summary["searchers"][name] = {
-            "budget_unit": "compute" if agent_name(name) in MULTI_FIDELITY else "evaluations",
+            "budget_unit": "compute" if multi else "evaluations",
             "median_regret": {str(b): float(np.median(r)) for b, r in regrets.items()},
             "found_optimum": {str(b): int(sum(x <= 1e-12 for x in r)) for b, r in regrets.items()},
             "regrets": {str(b): [float(x) for x in r] for b, r in regrets.items()},  # per seed, in seed order

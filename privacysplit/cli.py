@@ -285,11 +285,10 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
+    from privacysplit.agents import agent_name
     from privacysplit.search_run import prepare_run, print_summary, run_search
 
     check_args(args)
-    from privacysplit.agents import agent_name
-
     if agent_name(args.agent) not in AGENT_NAMES:
         raise UserError(f"unknown agent {args.agent!r}; valid agents: {', '.join(AGENT_NAMES)} "
                         "(optionally with :option=value changes, e.g. bilstm:entropy_coef=0.01)")

@@ -19,6 +19,12 @@ from pathlib import Path
 import numpy as np
 
 
+def csv_or_all(text: str | None, cast=str) -> list | None:
+    """A benchmark's comma-separated subset option (``--partitions 2,5``), or ``None`` -- every
+    one -- for ``all`` or an option left unset."""
+    return None if text in (None, "all") else [cast(t) for t in text.split(",") if t]
+
+
 def best_so_far(rewards: Sequence[float]) -> list[float]:
     out, best = [], -math.inf
     for r in rewards:

@@ -91,16 +91,21 @@ def agent_options(spec: str) -> dict:
     options: dict = {}
     for change in str(spec).split(":")[1:]:
         key, sep, text = change.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise ValueError(f"agent spec {spec!r}: {change!r} is not option=value")
-        if text in _PYTHON_LITERALS:
-            options[key.strip()] = _PYTHON_LITERALS[text]
-            continue
-        try:
-            options[key.strip()] = json.loads(text)
-        except json.JSONDecodeError:
-            options[key.strip()] = text
+        options[key] = _literal(text)
     return options
+
+
+def _literal(text: str):
+    """``text`` as a JSON or Python literal (number, bool, null/None), else the string itself."""
+    if text in _PYTHON_LITERALS:
+        return _PYTHON_LITERALS[text]
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 def make_agent(name: str, **kwargs) -> Searcher:
