@@ -18,7 +18,7 @@ Multi-fidelity: ``--low-fidelities`` names cheaper fidelities (a preset, or a pr
 fields changed: ``cpu:n_train=500:n_d=2``); each is measured over the same plans, and its
 Spearman rank correlation with the target reward (``scipy.stats.spearmanr``) and its cost
 ratio (median ``eval_seconds`` over the target's) go to the summary.  The multi-fidelity
-searchers (``successive_halving``, ``hyperband``) screen at ``--screen-fidelity`` (default:
+searchers (``successive_halving``, ``hyperband``, ``screened_evolution``) screen at ``--screen-fidelity`` (default:
 the last low fidelity) through a table env of that fidelity; their budgets count
 target-fidelity-equivalent compute, the others' target evaluations.
 """
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from privacysplit.agents import agent_name
+from privacysplit.agents import AGENTS, agent_name
 from privacysplit.reporting import add_output_arguments, csv_or_all, resolve_output
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,8 +79,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-#: searchers whose budget is target-fidelity-equivalent compute (they need a low-fidelity table)
-MULTI_FIDELITY = ("successive_halving", "hyperband")
+def is_multi_fidelity(name: str) -> bool:
+    """Whether searcher spec ``name`` screens at a low fidelity (budget in compute)."""
+    from privacysplit.agents.multifidelity import LowFidelitySearcher
+
+    cls = AGENTS.get(agent_name(name))
+    return isinstance(cls, type) and issubclass(cls, LowFidelitySearcher)
+
+
+def is_anytime(name: str) -> bool:
+    """Whether one search at the largest budget answers every smaller budget too (false for a
+    searcher that plans from its budget, e.g. ``screened_evolution``: one search per budget)."""
+    return bool(getattr(AGENTS.get(agent_name(name)), "anytime", True))
 
 
 def parse_budgets(text: str, plans: int) -> list[int]:
@@ -238,7 +248,7 @@ def run_searcher(name: str, seed: int, table, low, args, budget: int):
     from privacysplit.agents.table import TableEvaluator, table_env
 
     env = table_env(args.base, table=TableEvaluator(table.space, table.rows, name=table.name))
-    if agent_name(name) in MULTI_FIDELITY:
+    if is_multi_fidelity(name):
         if low is None:
             raise SystemExit(f"searcher {name} needs a low fidelity (--low-fidelities)")
         agent = make_agent(name, seed=seed, cost_ratio=args.cost_ratio,
@@ -290,14 +300,19 @@ def main(argv: list[str] | None = None) -> int:
               f"{c['spearman_accuracy']:.3f}, privacy {c['spearman_privacy_loss']:.3f}); target optimum ranked "
               f"{c['optimum_rank_at_low']} at {spec}; cost ratio {c['cost_ratio']}", flush=True)
     for name in args.searchers.split(","):
-        multi = agent_name(name) in MULTI_FIDELITY
+        multi = is_multi_fidelity(name)
         regrets = {b: [] for b in budgets}
         counts = []
         t1 = time.perf_counter()
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            result, best = run_searcher(name, seed, table, lows.get(screen), args, budgets[-1])
-            for b in budgets:
-                regrets[b].append(optimum - best(b))
+            if is_anytime(name):
+                result, best = run_searcher(name, seed, table, lows.get(screen), args, budgets[-1])
+                for b in budgets:
+                    regrets[b].append(optimum - best(b))
+            else:  # one search per budget; the counts below are the largest budget's
+                for b in budgets:
+                    result, best = run_searcher(name, seed, table, lows.get(screen), args, b)
+                    regrets[b].append(optimum - best(b))
             if multi:
                 counts.append((result.low_evaluations, result.high_evaluations, result.compute))
         summary["searchers"][name] = {

@@ -56,7 +56,7 @@ TECHNIQUE_NAMES = tuple(t[0] for t in TECHNIQUES)
 #: searchers of ``privacysplit.agents.AGENTS`` usable from the command line (``sb3`` needs a
 #: model object, so it is library-only); a test checks this against the registry.
 AGENT_NAMES = ("bilstm", "random", "exhaustive", "evolution", "tpe", "ppo", "a2c", "maskable_ppo",
-               "successive_halving", "hyperband")
+               "successive_halving", "hyperband", "screened_evolution")
 
 #: datasets that ship with the package; every other dataset reads files under --data-root
 EMBEDDED_DATASETS = ("mnist", "digits")

@@ -66,6 +66,7 @@ AGENTS = _Registry(
         "sb3": "privacysplit.agents.sb3:SB3ModelSearcher",
         "successive_halving": "privacysplit.agents.multifidelity:MultiFidelitySearcher",
         "hyperband": "privacysplit.agents.multifidelity:HyperbandSearcher",
+        "screened_evolution": "privacysplit.agents.screening:ScreenedEvolutionSearcher",
     }
 )
 
@@ -150,6 +151,7 @@ def __getattr__(name: str):
         "MultiFidelitySearcher": "privacysplit.agents.multifidelity",
         "HyperbandSearcher": "privacysplit.agents.multifidelity",
         "MultiFidelityResult": "privacysplit.agents.multifidelity",
+        "ScreenedEvolutionSearcher": "privacysplit.agents.screening",
         "TableEvaluator": "privacysplit.agents.table",
         "table_env": "privacysplit.agents.table",
     }

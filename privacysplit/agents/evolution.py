@@ -57,6 +57,54 @@ def mutate(space, plan: Plan, rng: np.random.Generator) -> Plan:
     return Plan(plan.partition, chosen)
 
 
+class RegularizedEvolution:
+    """Ask/tell regularized evolution over ``space``: :meth:`initial` and :meth:`children`
+    propose plans, :meth:`tell` adds a measured one to the population (dropping the oldest).
+
+    Kept apart from :class:`EvolutionSearcher` so that a searcher measuring at another
+    fidelity (``screened_evolution``) evolves the same way from the same seed.
+    """
+
+    def __init__(self, space, cfg: EvolutionConfig, rng: np.random.Generator) -> None:
+        self.space, self.cfg, self.rng = space, cfg, rng
+        self.seen: set[str] = set()
+        self.population: deque[tuple[Plan, float]] = deque()
+
+    def initial(self, limit: int | None = None) -> list[str]:
+        """Up to ``population_size`` (and ``limit``) distinct random plans."""
+        size = self.cfg.population_size if limit is None else min(limit, self.cfg.population_size)
+        initial: list[str] = []
+        for _ in range(20 * self.cfg.population_size):
+            if len(initial) >= size or len(self.seen) >= self.space.count():
+                break
+            plan = str(self.space.sample(self.rng))
+            if plan not in self.seen:
+                self.seen.add(plan)
+                initial.append(plan)
+        return initial
+
+    def children(self, n: int) -> list[str]:
+        """``n`` mutated copies of tournament winners (independent tournaments)."""
+        children = []
+        for _ in range(n):
+            picks = self.rng.choice(len(self.population), size=min(self.cfg.tournament_size, len(self.population)),
+                                    replace=False)
+            parent = max((self.population[int(i)] for i in picks), key=lambda m: m[1])[0]
+            child = mutate(self.space, parent, self.rng)
+            for _ in range(20 if self.cfg.avoid_duplicates else 0):
+                if str(child) not in self.seen:
+                    break
+                child = mutate(self.space, parent, self.rng)
+            self.seen.add(str(child))
+            children.append(str(child))
+        return children
+
+    def tell(self, plan: str, reward: float) -> None:
+        self.population.append((Plan.parse(plan), float(reward)))
+        if len(self.population) > self.cfg.population_size:
+            self.population.popleft()  # age-based removal: the oldest goes
+
+
 class EvolutionSearcher(BaseSearcher):
     """Regularized evolution with tournament selection and age-based removal."""
 
@@ -65,33 +113,9 @@ class EvolutionSearcher(BaseSearcher):
 
     def run(self, env, run: SearchRun) -> None:
         cfg: EvolutionConfig = self.config
-        space = run.space
-        rng = np.random.default_rng(cfg.seed)
-        seen: set[str] = set()
-        initial: list[str] = []
-        for _ in range(20 * cfg.population_size):
-            if len(initial) >= cfg.population_size or len(seen) >= space.count():
-                break
-            plan = str(space.sample(rng))
-            if plan not in seen:
-                seen.add(plan)
-                initial.append(plan)
-        population: deque[tuple[Plan, float]] = deque()
-        for info in run.evaluate(initial):
-            population.append((Plan.parse(info["plan"]), float(info["reward"])))
-        while not run.done and population:
-            children = []
-            for _ in range(min(cfg.batch_size, run.remaining)):
-                picks = rng.choice(len(population), size=min(cfg.tournament_size, len(population)), replace=False)
-                parent = max((population[int(i)] for i in picks), key=lambda m: m[1])[0]
-                child = mutate(space, parent, rng)
-                for _ in range(20 if cfg.avoid_duplicates else 0):
-                    if str(child) not in seen:
-                        break
-                    child = mutate(space, parent, rng)
-                seen.add(str(child))
-                children.append(str(child))
-            for info in run.evaluate(children):
-                population.append((Plan.parse(info["plan"]), float(info["reward"])))
-                if len(population) > cfg.population_size:
-                    population.popleft()  # age-based removal: the oldest goes
+        evolution = RegularizedEvolution(run.space, cfg, np.random.default_rng(cfg.seed))
+        for info in run.evaluate(evolution.initial()):
+            evolution.tell(info["plan"], info["reward"])
+        while not run.done and evolution.population:
+            for info in run.evaluate(evolution.children(min(cfg.batch_size, run.remaining))):
+                evolution.tell(info["plan"], info["reward"])

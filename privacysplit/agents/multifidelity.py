@@ -52,6 +52,7 @@ import logging
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -122,8 +123,13 @@ class MultiFidelityConfig:
         if isinstance(self.reduction_factor, bool) or not isinstance(self.reduction_factor, int) \
                 or self.reduction_factor < 2:
             raise ValueError(f"reduction_factor must be an integer >= 2, got {self.reduction_factor!r}")
-        check_positive("cost_ratio", self.cost_ratio, integer=False, allow_none=True)
-        fidelity_from_spec(self.low_fidelity)  # a bad name or field fails now
+        check_low_fidelity(self.low_fidelity, self.cost_ratio)
+
+
+def check_low_fidelity(low_fidelity, cost_ratio) -> None:
+    """Refuse a bad ``low_fidelity`` spec or ``cost_ratio`` when a searcher is built."""
+    check_positive("cost_ratio", cost_ratio, integer=False, allow_none=True)
+    fidelity_from_spec(low_fidelity)  # a bad name or field fails now
 
 
 @dataclass
@@ -190,19 +196,22 @@ def _fidelity_name(evaluator) -> str:
     return getattr(fid, "name", None) or getattr(evaluator, "name", "") or type(evaluator).__name__
 
 
-class MultiFidelitySearcher(BaseSearcher):
-    """Successive halving (Optuna's pruner) from a low fidelity to the env's fidelity.
+class LowFidelitySearcher(BaseSearcher):
+    """What every multi-fidelity searcher shares: its low-fidelity evaluator, the cost ratio,
+    the compute count and a :class:`MultiFidelityResult`.  Subclasses implement
+    :meth:`screen`; their ``Config`` has ``low_fidelity`` and ``cost_ratio``.
 
     Args:
         low_env: the low-fidelity env or evaluator (anything with ``space`` and
             ``evaluate_many`` over the same space).  Default: an
             :class:`~privacysplit.envs.evaluator.Evaluator` with the env's settings at
             ``low_fidelity`` (sharing its cache and executor settings), closed afterwards.
-        config / options: see :class:`MultiFidelityConfig`.
+        config / options: see the subclass's ``Config``.
     """
 
-    name = "successive_halving"
-    Config = MultiFidelityConfig
+    #: whether ``best_within(c)`` of a search with a larger budget is what a search with
+    #: budget ``c`` finds (false for searchers that plan their screening from the budget)
+    anytime: ClassVar[bool] = True
 
     def __init__(self, config=None, *, low_env=None, **options) -> None:
         super().__init__(config, **options)
@@ -251,6 +260,64 @@ class MultiFidelitySearcher(BaseSearcher):
         raise ValueError(f"searcher {self.name!r}: no measured cost ratio for fidelity {key[0]} -> {key[1]} "
                          f"(measured: {known}); pass cost_ratio= (a low evaluation's time over a target one's)")
 
+    # -- search --------------------------------------------------------------------
+    def reset_search(self) -> None:
+        self.low_history = []
+        self.compute = 0.0
+
+    def search(self, env, budget: int, *, max_seconds=None, log_dir=None, progress=True,
+               checkpoint=None) -> MultiFidelityResult:
+        """Search with ``budget`` target-fidelity-equivalent compute (see the module docstring)."""
+        result = super().search(env, budget, max_seconds=max_seconds, log_dir=log_dir, progress=progress,
+                                checkpoint=checkpoint)
+        out = MultiFidelityResult(**{f.name: getattr(result, f.name) for f in fields(SearchResult)},
+                                  low_history=[dict(r) for r in self.low_history],
+                                  low_fidelity=self.low_fidelity_used, cost_ratio=self.cost_ratio_used,
+                                  compute=self.compute)
+        if log_dir is not None:
+            out.to_json(Path(log_dir) / "result.json")
+            out.low_to_csv(Path(log_dir) / "low_history.csv")
+        return out
+
+    def run(self, env, run: SearchRun) -> None:
+        low, built = self._low_evaluator(run.env)
+        try:
+            ratio = self._cost_ratio(low, run.env)
+            self.cost_ratio_used, self.low_fidelity_used = ratio, _fidelity_name(low)
+            self.screen(run, low, ratio)
+        finally:
+            if built:
+                low.close()
+
+    def screen(self, run: SearchRun, low, ratio: float) -> None:
+        """Search ``run`` with ``low`` (one evaluation costing ``ratio``), keeping
+        :attr:`low_history` and :attr:`compute`."""
+        raise NotImplementedError
+
+
+class MultiFidelitySearcher(LowFidelitySearcher):
+    """Successive halving (Optuna's pruner) from a low fidelity to the env's fidelity
+    (``low_env`` and options: see :class:`LowFidelitySearcher`, :class:`MultiFidelityConfig`)."""
+
+    name = "successive_halving"
+    Config = MultiFidelityConfig
+
+    def screen(self, run: SearchRun, low, ratio: float) -> None:
+        import warnings
+
+        import optuna
+        from optuna.trial import TrialState
+
+        level = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(logging.WARNING)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                self.study = self._study()
+                self._loop(run, low, ratio, TrialState)
+        finally:
+            optuna.logging.set_verbosity(level)
+
     def _study(self):
         import optuna
 
@@ -272,47 +339,6 @@ class MultiFidelitySearcher(BaseSearcher):
         # unnamed study gets a random UUID, which made the same seed search differently per run
         return optuna.create_study(study_name=f"privacysplit-{self.name}-seed{cfg.seed}", direction="maximize",
                                    sampler=sampler, pruner=pruner)
-
-    # -- search --------------------------------------------------------------------
-    def reset_search(self) -> None:
-        self.low_history = []
-        self.compute = 0.0
-
-    def search(self, env, budget: int, *, max_seconds=None, log_dir=None, progress=True,
-               checkpoint=None) -> MultiFidelityResult:
-        """Search with ``budget`` target-fidelity-equivalent compute (see the module docstring)."""
-        result = super().search(env, budget, max_seconds=max_seconds, log_dir=log_dir, progress=progress,
-                                checkpoint=checkpoint)
-        out = MultiFidelityResult(**{f.name: getattr(result, f.name) for f in fields(SearchResult)},
-                                  low_history=[dict(r) for r in self.low_history],
-                                  low_fidelity=self.low_fidelity_used, cost_ratio=self.cost_ratio_used,
-                                  compute=self.compute)
-        if log_dir is not None:
-            out.to_json(Path(log_dir) / "result.json")
-            out.low_to_csv(Path(log_dir) / "low_history.csv")
-        return out
-
-    def run(self, env, run: SearchRun) -> None:
-        import warnings
-
-        import optuna
-        from optuna.trial import TrialState
-
-        target = run.env
-        low, built = self._low_evaluator(target)
-        level = optuna.logging.get_verbosity()
-        optuna.logging.set_verbosity(logging.WARNING)
-        try:
-            ratio = self._cost_ratio(low, target)
-            self.cost_ratio_used, self.low_fidelity_used = ratio, _fidelity_name(low)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                self.study = self._study()
-                self._loop(run, low, ratio, TrialState)
-        finally:
-            optuna.logging.set_verbosity(level)
-            if built:
-                low.close()
 
     def _loop(self, run: SearchRun, low, ratio: float, TrialState) -> None:
         cfg: MultiFidelityConfig = self.config

@@ -13,4 +13,4 @@ STOCK = {
 }
 
 #: multi-fidelity agents: their budget is compute, not target evaluations (their own tests)
-MULTI_FIDELITY = {"successive_halving": {}, "hyperband": {}}
+MULTI_FIDELITY = {"successive_halving": {}, "hyperband": {}, "screened_evolution": {}}
