@@ -43,7 +43,7 @@ import torch
 from privacysplit.attacks import evaluate_split, invert
 from privacysplit.attacks.fitting import add_noise, release
 from privacysplit.attacks.prior import prior_state
-from privacysplit.attacks.retraining import DCOR_SCALE, DEFAULT_GAME, GAME_OBJECTIVES
+from privacysplit.attacks.retraining import DCOR_GAMES, DCOR_SCALE, DEFAULT_GAME, GAME_OBJECTIVES
 from privacysplit.data import load_dataset
 from privacysplit.fidelity import get_fidelity
 from privacysplit.models import split
@@ -146,7 +146,7 @@ def write(rows: list[dict], samples: dict, args: argparse.Namespace) -> None:
             w.writerow({k: r.get(k, "") for k in FIELDS})
     metric = "property accuracy" if args.privacy == "property" else ("SSIM" if args.privacy == "ssim" else "1-MSE/MSE_mean")
     fid = get_fidelity(args.fidelity)
-    weight = f"; dCor weight = {DCOR_SCALE:g} x lambda" if args.game == "dcor" else ""
+    weight = f"; dCor weight = {DCOR_SCALE:g} x lambda" if args.game in DCOR_GAMES else ""
     lines = [f"# Proactive trade-off ({args.network}/{args.dataset}, fidelity `{args.fidelity}`, privacy "
              f"`{args.privacy}`, game `{args.game}`, seed {args.seed}, {args.threads} thread(s); N_p={fid.n_p}, "
              f"N_ec={fid.n_ec}, N_d={fid.n_d}{weight})", "",

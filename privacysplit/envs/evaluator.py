@@ -24,7 +24,12 @@ import torch
 from privacysplit._fsutil import atomic_torch_save
 from privacysplit._validate import check_float, check_seed
 from privacysplit.attacks import evaluate_split
-from privacysplit.attacks.retraining import PROACTIVE_VERSION, base_schedule
+from privacysplit.attacks.retraining import (
+    DEFAULT_GAME,
+    PROACTIVE_VERSION,
+    base_schedule,
+    resolve_game,
+)
 from privacysplit.compression import CompressionSettings, apply_plan
 from privacysplit.data import Dataset
 from privacysplit.data.tensors import resolve_dataset
@@ -88,6 +93,8 @@ class Evaluator:
         profile: device profile for latency (S3).
         feature_noise: Gaussian noise on the released features, in units of their std
             (the paper's Table 7 baseline); 0 disables.
+        game: the proactive game's objective (``threat="proactive"`` only), one of
+            :data:`~privacysplit.attacks.retraining.GAME_OBJECTIVES`; ``None``: ``dcor``.
         executor: where cache misses are measured: ``inprocess``, ``process`` (a local
             pool of ``workers`` processes) or ``ray`` (``address`` joins a cluster).
         workers: number of parallel workers for ``process`` and ``ray``.
@@ -122,6 +129,7 @@ class Evaluator:
         seed: int = 0,
         profile: DeviceProfile | str | Path | None = None,
         feature_noise: float = 0.0,
+        game: str | None = None,
         executor: str = "inprocess",
         workers: int = 1,
         address: str | None = None,
@@ -134,7 +142,7 @@ class Evaluator:
             "base": base, "weights": weights, "dataset": dataset, "data_root": data_root, "fidelity": fidelity,
             "threat": threat, "privacy": privacy, "resource": resource, "thresholds": thresholds,
             "techniques": techniques, "partitions": partitions, "settings": settings,
-            "device": device, "seed": seed, "profile": profile, "feature_noise": feature_noise,
+            "device": device, "seed": seed, "profile": profile, "feature_noise": feature_noise, "game": game,
         }
         if executor not in EXECUTORS:
             raise ValueError(f"unknown executor {executor!r}; valid executors: {', '.join(EXECUTORS)}")
@@ -151,6 +159,7 @@ class Evaluator:
         self.device = resolve_device(device)
         self.seed = check_seed(seed)
         self.feature_noise = check_float("feature_noise", feature_noise, minimum=0.0)
+        self.game = resolve_game(game)
         if isinstance(profile, (str, Path)):
             profile = DeviceProfile.load(profile)
         self.profile = profile or DeviceProfile()
@@ -204,8 +213,17 @@ class Evaluator:
                 "eval_version": EVAL_VERSION,
             }
             if self.threat == "proactive":  # the proactive game's own version; reactive keys unchanged
-                self._config["proactive_version"] = PROACTIVE_VERSION
+                self._config.update(self._game_key())
         return self._config
+
+    def _game_key(self) -> dict:
+        """What a proactive plan's numbers depend on beyond the reactive key: the game's
+        version and, for a game other than the default, its name (so the default game's
+        keys, and every table measured with it, stay what they were)."""
+        key: dict = {"proactive_version": PROACTIVE_VERSION}
+        if self.game != DEFAULT_GAME:
+            key["game"] = self.game
+        return key
 
     def key(self, plan: Plan) -> str:
         blob = json.dumps([self.config(), str(plan)], sort_keys=True)
@@ -253,7 +271,7 @@ class Evaluator:
         seed_config["labels"] = self.labels
         if self.threat == "proactive":  # the game reads the privacy metric and has its own version
             seed_config["privacy"] = self.privacy
-            seed_config["proactive_version"] = PROACTIVE_VERSION
+            seed_config.update(self._game_key())
         return seed_config
 
     def plan_seed(self, plan: Plan | str) -> int:
@@ -271,7 +289,7 @@ class Evaluator:
             return float(cached["accuracy_base"])
         fid = self.fidelity
         if self.threat == "proactive":  # as many epochs, in the same batches, as a proactive plan
-            fid = base_schedule(fid)
+            fid = base_schedule(fid, self.game)
         plan = self.full_plan()
         encoder, cloud = apply_plan(net, plan, self.settings)
         result = evaluate_split(
@@ -315,7 +333,7 @@ class Evaluator:
         result = evaluate_split(
             encoder, cloud, self.data, fidelity=fid, threat=self.threat, privacy=self.privacy,
             device=self.device, seed=key_seed, data_seed=self.seed, feature_noise=self.feature_noise,
-            return_attacker=return_attacker,
+            return_attacker=return_attacker, game=self.game,
             # the attacker starts from a decoder trained once on the base network's features
             # at this partition (cached beside the base weights): see attacks/prior.py
             prior_encoder=base.sub(0, plan.partition + 1), prior_cache=self.weights_cache,

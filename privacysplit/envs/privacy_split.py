@@ -89,7 +89,7 @@ class PrivacySplitEnv(gym.Env):
       took over, ``Fidelity.shift_attack``), ``attack_restarts`` (its warm restarts,
       ``Fidelity.proactive_restarts``); property
       inference: ``property_accuracy``, ``property_chance``; under ``threat="proactive"``
-      ``game`` (the proactive game's objective, ``dcor`` or ``decoder``); ``reconstruction_png``: a PNG of
+      ``game`` (the proactive game's objective: ``dcor``, ``dcor_kd`` or ``decoder``); ``reconstruction_png``: a PNG of
       originals (top) and the attacker's reconstructions (bottom), written beside the cache;
     * resources: ``resource`` (the S in the reward), ``resource_metric``, the savings ``S1``
       (parameters), ``S2`` (MACs), ``S3`` (latency); the device part's ``params``, ``macs``,
@@ -110,7 +110,7 @@ class PrivacySplitEnv(gym.Env):
     ``thresholds`` (``(A_m, P_m, S_m)``), ``techniques`` (subset of Table 2), ``partitions``
     (allowed partition indices), ``settings`` (compression strengths), ``device``,
     ``cache`` (SQLite path, or ``"off"``), ``seed`` (base training and evaluation seed),
-    ``profile`` (device profile for latency), ``feature_noise``, ``max_layers`` (pad the
+    ``profile`` (device profile for latency), ``feature_noise``, ``game`` (the proactive game), ``max_layers`` (pad the
     observation to this many layers, for agents shared across networks), ``max_invalid``,
     ``executor`` (``inprocess``/``process``/``ray``) and ``workers`` for batch evaluation.
 
@@ -141,6 +141,7 @@ class PrivacySplitEnv(gym.Env):
         seed: int = 0,
         profile=None,
         feature_noise: float = 0.0,
+        game: str | None = None,
         max_layers: int | None = None,
         max_invalid: int = 100,
         executor: str = "inprocess",
@@ -157,7 +158,7 @@ class PrivacySplitEnv(gym.Env):
             base, dataset, data_root=data_root, fidelity=fidelity, threat=threat, privacy=privacy,
             resource=resource, thresholds=thresholds, techniques=techniques, partitions=partitions,
             settings=settings, device=device, cache=cache, seed=seed, profile=profile,
-            feature_noise=feature_noise, executor=executor, workers=workers, weights=weights,
+            feature_noise=feature_noise, game=game, executor=executor, workers=workers, weights=weights,
         )
         self.space = self.evaluator.space
         self.layers = self.space.layers

@@ -24,6 +24,8 @@ from privacysplit.attacks.retraining import (
     GAME_OBJECTIVES,
     PROACTIVE_VERSION,
     BatchStandardizer,
+    _distillation,
+    base_schedule,
     class_residual,
     constant_floor,
     distance_correlation,
@@ -145,11 +147,12 @@ def test_class_residual_removes_what_the_label_says(digits):
 def test_unknown_game_is_refused_and_the_game_is_reported(mnist, cache_root):
     base = pretrained_base("lenet", mnist, fidelity="smoke", cache=cache_root)[0]
     enc, cloud = split(copy.deepcopy(base), 3)
-    with pytest.raises(ValueError, match="valid: dcor, decoder"):
+    with pytest.raises(ValueError, match="valid: dcor, dcor_kd, decoder"):
         evaluate_split(enc, cloud, mnist, fidelity="smoke", threat="proactive", game="nopeek")
-    assert DEFAULT_GAME == "dcor" and set(GAME_OBJECTIVES) == {"dcor", "decoder"}
+    assert DEFAULT_GAME == "dcor" and set(GAME_OBJECTIVES) == {"dcor", "dcor_kd", "decoder"}
     assert game_epochs("cpu") == 24 and game_epochs("cpu", "decoder") == 4  # 1.5 n_p (n_ec + n_d), n_p n_ec
-    with pytest.raises(ValueError, match="valid: dcor, decoder"):
+    assert game_epochs("cpu", "dcor_kd") == 24 and base_schedule("cpu", "dcor_kd") == base_schedule("cpu", "dcor")
+    with pytest.raises(ValueError, match="valid: dcor, dcor_kd, decoder"):
         game_epochs("cpu", "nopeek")
     for game in GAME_OBJECTIVES:
         enc, cloud = split(copy.deepcopy(base), 3)
@@ -168,6 +171,30 @@ def test_proactive_cache_key_carries_the_game_version(cache_root, tmp_path):
     assert proactive["proactive_version"] == PROACTIVE_VERSION
     assert {k: v for k, v in proactive.items() if k not in ("threat", "proactive_version")} == {
         k: v for k, v in reactive.items() if k != "threat"}
+
+
+def test_a_game_other_than_the_default_enters_the_proactive_keys_only(cache_root):
+    """``game="dcor_kd"`` must not read the default game's cached numbers, and the default
+    game's keys (and every table measured with it) must stay what they were."""
+    from privacysplit.envs.evaluator import Evaluator
+
+    default = Evaluator("lenet", fidelity="smoke", threat="proactive", cache=False)
+    kd = Evaluator("lenet", fidelity="smoke", threat="proactive", game="dcor_kd", cache=False)
+    assert "game" not in default.config() and "game" not in default.seed_config()
+    assert kd.config() == {**default.config(), "game": "dcor_kd"}
+    assert kd.seed_config() == {**default.seed_config(), "game": "dcor_kd"}
+    assert Evaluator("lenet", fidelity="smoke", game="dcor_kd", cache=False).config() == \
+        Evaluator("lenet", fidelity="smoke", cache=False).config()  # reactive plans play no game
+    with pytest.raises(ValueError, match="valid: dcor, dcor_kd, decoder"):
+        Evaluator("lenet", fidelity="smoke", threat="proactive", game="nopeek", cache=False)
+
+
+def test_distillation_is_zero_on_the_teachers_logits_and_grows_away_from_them():
+    g = torch.Generator().manual_seed(0)
+    teacher = torch.randn(16, 10, generator=g)
+    assert float(_distillation(teacher, teacher)) == pytest.approx(0.0, abs=1e-6)
+    near, far = teacher + 0.1 * torch.randn(16, 10, generator=g), torch.randn(16, 10, generator=g)
+    assert 0 < float(_distillation(near, teacher)) < float(_distillation(far, teacher))
 
 
 def test_bad_lambda_is_refused(mnist, cache_root):
@@ -213,3 +240,46 @@ def test_proactive_game_at_small_fidelity(mnist, cache_root):
         out[threat] = evaluate_split(enc, cloud, mnist, fidelity=SMALL, threat=threat, seed=0)
     assert out["proactive"]["ssim"] <= out["reactive"]["ssim"] - 0.15, out
     assert out["proactive"]["accuracy"] >= out["reactive"]["accuracy"] - 0.03, out
+
+
+@pytest.mark.slow
+def test_the_distilled_game_shields_at_lenet_partition_3_at_a_small_cost(mnist, cache_root):
+    # issue 15 item 2 with game="dcor_kd" (penalty warmed up over the joint phase, distillation
+    # from the pre-game network) at lambda 16 with noise 0.3, seed 0 (README, "Proactive
+    # trade-off", for seeds 0-3)
+    fid = get_fidelity("cpu")
+    base = pretrained_base("lenet", mnist, fidelity=fid, cache=cache_root)[0]
+    out = {}
+    for threat, noise in (("reactive", 0.0), ("proactive", 0.3)):
+        enc, cloud = split(copy.deepcopy(base), 3)
+        out[threat] = evaluate_split(enc, cloud, mnist, fidelity=fid, threat=threat, feature_noise=noise,
+                                     adv_lambda=16.0 if threat == "proactive" else None, game="dcor_kd",
+                                     prior_encoder=base.sub(0, 4), prior_cache=cache_root)
+    assert out["proactive"]["game"] == "dcor_kd"
+    assert out["proactive"]["ssim"] <= out["reactive"]["ssim"] - 0.15, out
+    assert out["proactive"]["accuracy"] >= out["reactive"]["accuracy"] - 0.03, out
+
+
+def test_the_distilled_game_at_small_fidelity(mnist, cache_root):
+    """At LeNet partition 3 (lambda 16, noise 0.3) the distilled game lowers a fresh attacker's
+    SSIM well below the reactive plan's at a small accuracy cost (measured: 0.910 -> 0.661 at
+    accuracy 0.916 -> 0.904)."""
+    base = pretrained_base("lenet", mnist, fidelity=SMALL, cache=cache_root)[0]
+    out = {}
+    for threat, noise in (("reactive", 0.0), ("proactive", 0.3)):
+        enc, cloud = split(copy.deepcopy(base), 3)
+        out[threat] = evaluate_split(enc, cloud, mnist, fidelity=SMALL, threat=threat, seed=0, game="dcor_kd",
+                                     feature_noise=noise, adv_lambda=16.0)
+    assert out["proactive"]["ssim"] <= out["reactive"]["ssim"] - 0.15, out
+    assert out["proactive"]["accuracy"] >= out["reactive"]["accuracy"] - 0.03, out
+
+
+def test_the_env_plays_the_game_it_is_given(cache_root):
+    import gymnasium as gym
+
+    import privacysplit  # noqa: F401  (registers the env)
+
+    env = gym.make("PrivacySplit-v0", base="lenet", fidelity="smoke", threat="proactive", game="dcor_kd",
+                   cache=str(cache_root) + "/game.sqlite")
+    info = env.unwrapped.evaluate("3 | none")
+    assert info["game"] == "dcor_kd" and env.unwrapped.evaluator.config()["game"] == "dcor_kd"
