@@ -214,6 +214,12 @@ class Evaluator:
             }
             if self.threat == "proactive":  # the proactive game's own version; reactive keys unchanged
                 self._config.update(self._game_key())
+            if self.feature_noise > 0 or any(spec.type == "dropout" for spec in self.structure.layers):
+                # retraining draws from torch's global generator here (noise, dropout), which
+                # evaluate_split now seeds after the attack prior: rows measured before that
+                # fix depended on whether the prior was cached, so they get other keys (the
+                # settings whose retraining draws nothing kept their numbers, and their keys)
+                self._config["seeded_after_prior"] = True
         return self._config
 
     def _game_key(self) -> dict:
