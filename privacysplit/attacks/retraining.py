@@ -29,7 +29,9 @@
     reactive plan trains well: at LeNet partition 3, ``cpu`` fidelity, noise 0.3, seeds 0-3
     (reactive accuracy 0.950 / 0.970 / 0.970 / 0.954), ``"dcor"`` at lambda 8 cost 1.8 / 6.2 /
     7.8 / 2.8 points for an SSIM drop of 0.156 / 0.131 / 0.151 / 0.185; ``"dcor_kd"`` at
-    lambda 16 costs 2.6 / 2.8 / 3.4 / 3.0 points for 0.168 / 0.144 / 0.157 / 0.205.  Each part
+    lambda 16 costs 2.6 / 2.8 / 3.4 / 3.0 points for 0.168 / 0.144 / 0.157 / 0.205 (held-out
+    seeds 4 and 5: 4.6 / 2.2 points for 0.188 / 0.150, against ``"dcor"``'s 5.0 / 4.2 for
+    0.170 / 0.139).  Each part
     alone did less (seeds 1-2, lambda 8: warm-up over the first half -4.2 / -6.2 points at
     -0.145 / -0.159; distillation -4.2 / -2.8 at -0.115 / -0.137); distillation in the
     cloud-only phase only kept the encoder's privacy but won back only 2 points; noise
