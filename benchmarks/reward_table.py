@@ -300,12 +300,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{c['spearman_accuracy']:.3f}, privacy {c['spearman_privacy_loss']:.3f}); target optimum ranked "
               f"{c['optimum_rank_at_low']} at {spec}; cost ratio {c['cost_ratio']}", flush=True)
     for name in args.searchers.split(","):
-        multi = is_multi_fidelity(name)
+        multi, anytime = is_multi_fidelity(name), is_anytime(name)
         regrets = {b: [] for b in budgets}
         counts = []
         t1 = time.perf_counter()
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            if is_anytime(name):
+            if anytime:
                 result, best = run_searcher(name, seed, table, lows.get(screen), args, budgets[-1])
                 for b in budgets:
                     regrets[b].append(optimum - best(b))

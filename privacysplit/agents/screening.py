@@ -140,9 +140,10 @@ class ScreenedEvolutionSearcher(LowFidelitySearcher):
             return
         rows = {r["plan"]: r for r in self.low_history}
         infos = run.evaluate(best)
-        for info, row in zip(infos, run.history[len(run.history) - len(infos):], strict=True):
+        rows_now = run.history[len(run.history) - len(infos):]
+        for measured, (info, row) in enumerate(zip(infos, rows_now, strict=True), start=1):
             rows[str(info["plan"])]["promoted"] = True
-            self.compute = len(rewards) * ratio + sum(r["promoted"] for r in self.low_history)
+            self.compute = len(rewards) * ratio + measured
             row["compute"] = self.compute
         run.log_scalar("search/compute", self.compute)
         run.stop("budget")

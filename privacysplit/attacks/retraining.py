@@ -31,16 +31,16 @@
     7.8 / 2.8 points for an SSIM drop of 0.156 / 0.131 / 0.151 / 0.185; ``"dcor_kd"`` at
     lambda 16 costs 2.6 / 2.8 / 3.4 / 3.0 points for 0.168 / 0.144 / 0.157 / 0.205 (held-out
     seeds 4 and 5: 4.6 / 2.2 points for 0.188 / 0.150, against ``"dcor"``'s 5.0 / 4.2 for
-    0.170 / 0.139).  Each part
-    alone did less (seeds 1-2, lambda 8: warm-up over the first half -4.2 / -6.2 points at
-    -0.145 / -0.159; distillation -4.2 / -2.8 at -0.115 / -0.137); distillation in the
-    cloud-only phase only kept the encoder's privacy but won back only 2 points; noise
-    0.4-0.5 cost more accuracy (seed 1: 5.8-6.6 points).  Its constants, tried at lambda 16
-    (seeds 1 / 2 unless named): distillation share 0.5 cost 3.4 / 4.6 points, 0.9 4.0 / 4.2;
-    temperature 2 cost 3.0 / 3.4 at SSIM -0.156 / -0.161 but 5.4 at seed 3, temperature 1
-    4.4 / 7.8.  Differences of a point or two between seeds are the size of the seed noise
-    (500 validation images), so 0.7 and 4 were kept.  Without noise it shields less than ``"dcor"`` (lambda 16: 0.928 against
-    0.896 at seed 0): it is meant to be played with ``feature_noise``.
+    0.170 / 0.139).  Each part alone did less (seeds 1-2, lambda 8: warm-up over the first
+    half -4.2 / -6.2 points at -0.145 / -0.159; distillation -4.2 / -2.8 at -0.115 /
+    -0.137); distillation in the cloud-only phase only kept the encoder's privacy but won
+    back only 2 points; noise 0.4-0.5 cost more accuracy (seed 1: 5.8-6.6 points).  Its
+    constants, tried at lambda 16 (seeds 1 / 2 unless named): distillation share 0.5 cost
+    3.4 / 4.6 points, 0.9 4.0 / 4.2; temperature 2 cost 3.0 / 3.4 at SSIM -0.156 / -0.161
+    but 5.4 at seed 3, temperature 1 4.4 / 7.8.  Differences of a point or two between seeds
+    are the size of the seed noise (500 validation images), so 0.7 and 4 were kept.  Without
+    noise it shields less than ``"dcor"`` (lambda 16: 0.928 against 0.896 at seed 0): it is
+    meant to be played with ``feature_noise``.
   - ``"decoder"`` (version 1): N_p rounds of (in-game attackers restarted and trained N_d
     epochs against the current encoder; encoder+cloud train N_ec epochs while the in-game
     attackers keep taking one step per batch), leakage = :func:`inversion_leakage` /
