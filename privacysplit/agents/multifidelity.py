@@ -88,7 +88,8 @@ MEASURED_COST_RATIOS: dict[tuple[str, str], float] = {
 #: columns of ``low_history`` (and of ``low_history.csv``)
 LOW_COLUMNS = ("screen", "plan", "reward", "promoted", "compute")
 
-_EPS = 1e-9
+#: slack when comparing compute sums of float cost ratios with a budget
+COMPUTE_EPS = 1e-9
 
 
 @dataclass
@@ -171,7 +172,7 @@ class MultiFidelityResult(SearchResult):
 
     def best_within(self, compute: float) -> float:
         """Best target-fidelity reward found within ``compute`` (``-inf`` if none)."""
-        rewards = [float(r["reward"]) for r in self.history if float(r.get("compute", math.inf)) <= compute + _EPS]
+        rewards = [float(r["reward"]) for r in self.history if float(r.get("compute", math.inf)) <= compute + COMPUTE_EPS]
         return max(rewards, default=-math.inf)
 
     def low_to_csv(self, path: str | Path) -> Path:
@@ -358,7 +359,7 @@ class MultiFidelitySearcher(LowFidelitySearcher):
                 plan = str(trial_plan(trial, run.space))
                 if plan not in low_reward and plan not in new:
                     # screen only what the budget pays for, with its promotion
-                    if len(self.low_history) * ratio + len(high_reward) + reserved + ratio + 1.0 > budget + _EPS:
+                    if len(self.low_history) * ratio + len(high_reward) + reserved + ratio + 1.0 > budget + COMPUTE_EPS:
                         self.study.tell(trial, state=TrialState.FAIL)
                         run.stop("budget")
                         break

@@ -42,14 +42,13 @@ import numpy as np
 from privacysplit.agents.base import SearchRun, check_positive
 from privacysplit.agents.evolution import EvolutionConfig, RegularizedEvolution
 from privacysplit.agents.multifidelity import (
+    COMPUTE_EPS,
     MAX_FREE,
     SCREEN_FIDELITY,
     LowFidelitySearcher,
     check_low_fidelity,
 )
 from privacysplit.fidelity import Fidelity
-
-_EPS = 1e-9
 
 
 @dataclass
@@ -88,7 +87,7 @@ def split_budget(budget: float, screen_fraction: float, ratio: float) -> tuple[i
         ValueError: when the budget cannot pay for one screening and one promotion.
     """
     promotions = max(1, round((1 - screen_fraction) * budget))
-    screens = math.floor((budget - promotions) / ratio + _EPS) if budget >= promotions else 0
+    screens = math.floor((budget - promotions) / ratio + COMPUTE_EPS) if budget >= promotions else 0
     if screens < 1:
         raise ValueError(f"a budget of {budget} compute cannot pay for one screening ({ratio}) and one promotion "
                          f"(1); give at least {1 + ratio:g}")
@@ -134,7 +133,7 @@ class ScreenedEvolutionSearcher(LowFidelitySearcher):
 
     def _promote(self, run: SearchRun, rewards: dict[str, float], ratio: float) -> None:
         """Measure the best screened plans at the target fidelity, as many as the compute pays."""
-        n = min(len(rewards), math.floor(run.budget - len(rewards) * ratio + _EPS))
+        n = min(len(rewards), math.floor(run.budget - len(rewards) * ratio + COMPUTE_EPS))
         best = sorted(rewards, key=lambda p: -rewards[p])[:n]
         if not best or run.done:
             return
