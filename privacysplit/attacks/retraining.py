@@ -364,7 +364,9 @@ def evaluate_split(
         encoder, cloud: the split (possibly compressed) network, starting from pretrained
             weights; both are retrained in place, so pass copies to keep the originals.
         data: the dataset; training uses ``data.train.take(fidelity.n_train, data_seed)``,
-            measurement ``data.val.take(fidelity.n_val, data_seed)``.
+            measurement ``data.val.take(fidelity.n_val, data_seed)``; the measuring
+            attacker's auxiliary set is the training subset, or under the proactive threat
+            with ``fidelity.proactive_aux="split"`` the whole training split.
         fidelity: epochs, sizes and learning rates (a preset name or a :class:`Fidelity`).
         threat: ``"reactive"`` or ``"proactive"``.
         privacy: ``"mse"`` (P0), ``"ssim"`` (P1) or ``"property"`` (P2).
@@ -399,8 +401,9 @@ def evaluate_split(
         (held-out score of every candidate: ``prior``, ``prior_tuned``, ``mirror``,
         ``generic``), ``prior_expected`` (the prior's score on the base features),
         ``attack_fallback`` (1 when the prior no longer fitted and scratch decoders were
-        trained too) and ``warmup_loss_<decoder>`` (training loss after the warm-up epoch
-        that picked the scratch decoder to finish); ``ssim`` is NaN for tabular data;
+        trained too), ``attack_images`` (the size of the attacker's auxiliary set) and
+        ``warmup_loss_<decoder>`` (training loss after the warm-up epoch that picked the
+        scratch decoder to finish); ``ssim`` is NaN for tabular data;
         for property inference ``property_accuracy`` and ``property_chance``; ``error``
         only when training diverged (then accuracy is 0 and every value finite).
 
@@ -475,14 +478,18 @@ def evaluate_split(
 
     # -- measurement: a fresh attacker against the frozen encoder -------------------------
     t1 = time.perf_counter()
-    clean = release(encoder, x, data.normalize)
+    aux = train  # the attacker's auxiliary set (``Fidelity.proactive_aux``)
+    if threat == "proactive" and fid.proactive_aux == "split":
+        aux = data.train.take(None, subset_seed)
+    xa = x if aux is train else aux.x.to(dev)
+    clean = release(encoder, xa, data.normalize)
     std = float(clean.float().std()) if feature_noise > 0 else None
     feats = add_noise(clean, feature_noise, std=std, generator=noise_gen) if feature_noise > 0 else clean
     feats_val = _released(encoder, data, xv, feature_noise, std, noise_gen)
     if not (torch.isfinite(feats).all() and torch.isfinite(feats_val).all()):
         return _failure("the encoder's features are not finite", privacy, t_train, time.perf_counter() - t1)
     if privacy == "property":
-        p = infer_property(feats, data.labels(train, private).to(dev), feats_val,
+        p = infer_property(feats, data.labels(aux, private).to(dev), feats_val,
                            data.labels(val, private).to(dev), data.num_classes(private),
                            epochs=fid.n_d, batch_size=fid.batch_size, lr=fid.decoder_lr, seed=seed)
         t_attack = time.perf_counter() - t1
@@ -490,11 +497,11 @@ def evaluate_split(
             return _failure("the property attacker diverged", privacy, t_train, t_attack)
         phases["fit_seconds"] = t_attack
         result.update(privacy_loss=p.accuracy, property_accuracy=p.accuracy, property_chance=p.chance,
-                      attacker="property_classifier", attack_seconds=t_attack, **phases)
+                      attacker="property_classifier", attack_seconds=t_attack, attack_images=len(xa), **phases)
         if return_attacker:
             result["attacker_model"] = p.classifier
         return result
-    inv = invert(encoder, feats, x, feats_val, xv, metric=privacy, epochs=fid.n_d,
+    inv = invert(encoder, feats, xa, feats_val, xv, metric=privacy, epochs=fid.n_d,
                  batch_size=fid.batch_size, lr=fid.decoder_lr, seed=seed, prior=prior,
                  prior_epochs=fid.prior_finetune, prior_score=expected, shift_attack=fid.shift_attack,
                  restarts=fid.proactive_restarts if threat == "proactive" else 0)
@@ -505,7 +512,8 @@ def evaluate_split(
     result.update(
         privacy_loss=inv.privacy_loss, ssim=inv.ssim, mse=inv.mse, mse_norm=inv.mse_norm,
         mse_mean=inv.mse_mean, ssim_mean=inv.ssim_mean, inv_mse=inv.inv_mse, attacker=inv.attacker,
-        attack_seconds=t_attack, attack_fallback=int(inv.fallback), attack_restarts=inv.restarts, **phases,
+        attack_seconds=t_attack, attack_fallback=int(inv.fallback), attack_restarts=inv.restarts,
+        attack_images=len(xa), **phases,
         **({"prior_expected": expected} if expected is not None else {}),
         **{f"score_{name}": value for name, value in inv.scores.items()},
         **{f"warmup_loss_{name}": value for name, value in inv.warmup.items()},

@@ -199,3 +199,24 @@ def test_proactive_restarts_apply_under_the_proactive_threat_only(mnist, lenet):
     plain, with_restarts = run(spec, "reactive"), run(spec + ":proactive_restarts=2", "reactive")
     assert with_restarts["attack_restarts"] == 0
     assert (with_restarts["privacy_loss"], with_restarts["accuracy"]) == (plain["privacy_loss"], plain["accuracy"])
+
+
+def test_proactive_aux_split_attacks_proactive_encoders_with_the_whole_training_split(mnist, lenet):
+    """``proactive_aux="split"`` hands the measuring attacker every training image under the
+    proactive threat, on the encoder the same retraining produced (accuracy unchanged); a
+    reactive evaluation is exactly the one without the option."""
+    spec = "smoke:n_d=2"
+    p = 2
+
+    def run(fid, threat):
+        enc, cloud = split(copy.deepcopy(lenet), p)
+        return evaluate_split(enc, cloud, mnist, fidelity=get_fidelity(fid), threat=threat, seed=0)
+
+    subset = run(spec, "proactive")
+    whole = run(spec + ":proactive_aux=split", "proactive")
+    assert (subset["attack_images"], whole["attack_images"]) == (SMOKE.n_train, len(mnist.train))
+    assert whole["accuracy"] == subset["accuracy"]
+    assert whole["privacy_loss"] != subset["privacy_loss"]
+    plain, split_option = run(spec, "reactive"), run(spec + ":proactive_aux=split", "reactive")
+    assert split_option["attack_images"] == SMOKE.n_train
+    assert (split_option["privacy_loss"], split_option["accuracy"]) == (plain["privacy_loss"], plain["accuracy"])
