@@ -60,6 +60,41 @@ def conv_peak(threads: int, seconds: float = 1.0) -> float:
     return flops * n / (time.perf_counter() - t0) / 1e9
 
 
+def attack_flops(ev, base, row: dict) -> float:
+    """FLOPs the measuring attacker spent training on one timed plan (``shift_attack="prior"``).
+
+    One step of the prior's generic decoder at the plan's partition (forward, ``1 - SSIM``
+    and backward, counted by ``torch.utils.flop_counter``), times the steps the attack took:
+    ``prior_finetune`` epochs, plus ``n_d - prior_finetune`` for every full-rate round when
+    the prior no longer fitted.  Counted on the base network's features (a compressed plan
+    releases the same shape unless it pruned channels), so it is the attack's size, not a
+    plan-exact count.  Divided by the measured convolution peak it is the floor of the
+    attacker's time on this machine: what no implementation of this attacker beats.
+    """
+    import math
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from privacysplit.attacks.decoders import generic_decoder
+    from privacysplit.attacks.metrics import ssim_loss
+
+    fid = ev.fidelity
+    part = ev.space.validate(row["plan"]).partition
+    n = fid.n_train or len(ev.data.train)
+    train = ev.data.train.take(n, ev.seed)
+    idx = torch.arange(min(fid.batch_size, n))
+    with torch.no_grad():
+        feats = base.sub(0, part + 1)(ev.data.normalize(train.x[idx]))
+    decoder = generic_decoder(feats, train.x[idx])
+    with FlopCounterMode(display=False) as counter:
+        ssim_loss(decoder(feats), train.x[idx].float()).backward()
+    epochs = fid.prior_finetune
+    if row.get("attack_fallback"):
+        epochs += (fid.n_d - fid.prior_finetune) * (1 + int(row.get("attack_restarts") or 0))
+    return counter.get_total_flops() * epochs * math.ceil(n / fid.batch_size)
+
+
 def time_plans(env, plans: list[str]) -> list[dict]:
     """Evaluate each plan uncached; phase seconds, wall and CPU seconds."""
     from privacysplit.compression import apply_plan
@@ -80,7 +115,8 @@ def time_plans(env, plans: list[str]) -> list[dict]:
             raise RuntimeError(f"{p}: {m['error']}")
         row = {"plan": p, "wall_seconds": wall, "cpu_seconds": cpu, "compress_seconds": compress,
                "accuracy": m["accuracy"], "privacy_loss": m["privacy_loss"], "attacker": m.get("attacker"),
-               "macs_total": m.get("macs_total"), "prior_seconds": m.get("prior_seconds", 0.0)}
+               "macs_total": m.get("macs_total"), "prior_seconds": m.get("prior_seconds", 0.0),
+               "attack_fallback": m.get("attack_fallback", 0), "attack_restarts": m.get("attack_restarts", 0)}
         for _, key in PHASES:
             if key not in ("compress_seconds", "other_seconds"):
                 row[key] = float(m.get(key, 0.0))
@@ -204,7 +240,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'total (process CPU time)':34s} {cpu:6.3f} s")
     print(f"retraining: {gflops:.1f} GFLOP/s achieved vs {peak:.1f} GFLOP/s measured conv peak "
           f"({100 * gflops / peak:.1f} %)")
+    attack_gflop = gflop_attack = None
+    if fid.shift_attack == "prior" and fid.prior_epochs > 0 and ev.privacy in ("ssim", "mse"):
+        for r in rows:
+            r["attack_gflop"] = attack_flops(ev, base, r) / 1e9
+        attack_gflop = float(np.median([r["attack_gflop"] for r in rows]))
+        gflop_attack = float(np.median([r["attack_gflop"] / max(r["fit_seconds"], 1e-9) for r in rows]))
+        print(f"attacker training: {attack_gflop:.0f} GFLOP per evaluation (median), {gflop_attack:.1f} GFLOP/s "
+              f"achieved ({100 * gflop_attack / peak:.1f} % of the peak); at the peak it would still take "
+              f"{attack_gflop / peak:.2f} s")
     report.update(phases=med, wall_seconds=wall, cpu_seconds=cpu, retrain_gflops=gflops, conv_peak_gflops=peak,
+                  attack_gflop=attack_gflop, attack_gflops=gflop_attack,
                   plans=rows, step_us=t_steps / steps * 1e6, cache_hit_ms=float(np.median(hits) * 1e3))
     if args.shared:
         pairs = []
