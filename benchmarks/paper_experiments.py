@@ -97,7 +97,11 @@ def positions(layers) -> dict[str, int]:
 
 
 def fig4(args) -> None:
-    """SSIM and MSE against partition position and against compression ratio (Fig. 4)."""
+    """SSIM and MSE against partition position and against compression ratio (Fig. 4).
+
+    Rows of networks not in ``--nets`` that the output folder already holds are kept, so one
+    network can be re-measured alone (a VGG11 row takes minutes; AlexNet's were redone alone
+    after a fix that moved only them)."""
     from privacysplit.compression import CompressionSettings
     from privacysplit.plan import Plan
 
@@ -115,6 +119,9 @@ def fig4(args) -> None:
             cr = compression_ratio(ev_s, mid, info)
             cr_rows.append([net, str(plan), sparsity, cr, info["ssim"], info["mse"], info["accuracy"]])
     out = Path(args.out)
+    nets = args.nets.split(",")
+    rows = _kept_rows(out / "fig4_position.csv", nets, [str, str, int] + [float] * 4, rows)
+    cr_rows = _kept_rows(out / "fig4_compression.csv", nets, [str, str] + [float] * 5, cr_rows)
     write(out, "fig4_position", ["network", "position", "partition", "SSIM", "MSE", "A", "seconds"], rows,
           f"# Fig. 4(b): privacy vs partition position ({args.dataset}, {args.fidelity} fidelity, reactive)\n\n"
           "The paper (CIFAR-10) finds SSIM falls and MSE rises as the partition moves to the rear.")
@@ -122,6 +129,18 @@ def fig4(args) -> None:
           "# Fig. 4(c)(d): privacy vs compression ratio (W1 on every device layer at the middle partition)\n\n"
           "The paper finds SSIM falls and MSE rises with the compression ratio CR = 1 - params(compressed)/params(base).")
     _plot_fig4(rows, cr_rows, out / "fig4.png")
+
+
+def _kept_rows(path: Path, nets: list[str], types: list, fresh: list[list]) -> list[list]:
+    """``fresh`` rows, plus the rows of every other network already in ``path`` (in the file's
+    order), so one network's rows can be regenerated without re-measuring the others'."""
+    if not path.exists():
+        return fresh
+    with open(path, newline="") as fh:
+        old = [[t(v) for t, v in zip(types, row, strict=True)] for row in list(csv.reader(fh))[1:]]
+    order = list(dict.fromkeys([r[0] for r in old] + [r[0] for r in fresh]))
+    pool = [r for r in old if r[0] not in nets] + fresh
+    return [r for net in order for r in pool if r[0] == net]
 
 
 def compression_ratio(ev, p: int, info: dict) -> float:
@@ -475,7 +494,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     add_output_arguments(parser, "paper", "benchmarks/results/paper", ROOT)
     parser.add_argument("--workers", type=int, default=1, help="process-pool workers for batches of plans")
-    parser.add_argument("--nets", default="lenet,alexnet,vgg11", help="fig4: networks")
+    parser.add_argument("--nets", default="lenet,alexnet,vgg11",
+                        help="fig4: networks to measure (rows of other networks already in --out are kept)")
     parser.add_argument("--base", default="lenet", help="network of baselines/noise/adversarial/thresholds/grid")
     parser.add_argument("--threat", default="reactive")
     parser.add_argument("--rl-plan", default=None,

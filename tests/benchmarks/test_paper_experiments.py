@@ -49,3 +49,21 @@ def test_transfer_reports_every_seed_and_the_median(cache_root, tmp_path):
     for policy, median in zip(("pre-trained", "scratch"), table[4:], strict=True):
         bests = sorted(float(r["best R"]) for r in table[:4] if r["policy"] == policy)
         assert float(median["best R"]) == pytest.approx(sum(bests) / 2)
+
+
+def test_fig4_keeps_the_rows_of_networks_it_did_not_measure(benchmark_module, tmp_path):
+    """Re-measuring one network replaces its rows and keeps every other network's, in the
+    file's order, with their types; a network new to the file goes last."""
+    experiments = benchmark_module("paper_experiments")
+    path = tmp_path / "fig4_position.csv"
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows([["network", "position", "partition", "SSIM", "MSE", "A", "seconds"],
+                                  ["lenet", "front", 1, 0.99, 0.001, 0.95, 1.0],
+                                  ["alexnet", "front", 1, 0.5, 0.05, 0.9, 2.0],
+                                  ["vgg11", "front", 2, 0.98, 0.002, 0.91, 3.0]])
+    types = [str, str, int] + [float] * 4
+    fresh = [["alexnet", "front", 1, 0.6, 0.04, 0.92, 5.0], ["resnet", "front", 3, 0.7, 0.03, 0.8, 6.0]]
+    kept = experiments._kept_rows(path, ["alexnet", "resnet"], types, fresh)
+    assert kept == [["lenet", "front", 1, 0.99, 0.001, 0.95, 1.0], fresh[0],
+                    ["vgg11", "front", 2, 0.98, 0.002, 0.91, 3.0], fresh[1]]
+    assert experiments._kept_rows(tmp_path / "absent.csv", ["alexnet"], types, fresh) == fresh
