@@ -68,8 +68,8 @@ def attack_flops(ev, base, row: dict) -> float:
     ``prior_finetune`` epochs, plus ``n_d - prior_finetune`` for every full-rate round when
     the prior no longer fitted.  Counted on the base network's features (a compressed plan
     releases the same shape unless it pruned channels), so it is the attack's size, not a
-    plan-exact count.  Divided by the measured convolution peak it is the floor of the
-    attacker's time on this machine: what no implementation of this attacker beats.
+    plan-exact count.  Divided by the measured (float32) convolution peak it is the floor of
+    the attacker's time on this machine: what no float32 implementation of this attacker beats.
     """
     import math
 
