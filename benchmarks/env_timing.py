@@ -63,8 +63,8 @@ def conv_peak(threads: int, seconds: float = 1.0) -> float:
 def attack_flops(ev, base, row: dict) -> float:
     """FLOPs the measuring attacker spent training on one timed plan (``shift_attack="prior"``).
 
-    One step of the prior's generic decoder at the plan's partition (forward, ``1 - SSIM``
-    and backward, counted by ``torch.utils.flop_counter``), times the steps the attack took:
+    One step of the prior's generic decoder at the plan's partition (forward, the attack's
+    loss and backward, counted by ``torch.utils.flop_counter``), times the steps the attack took:
     ``prior_finetune`` epochs, plus ``n_d - prior_finetune`` for every full-rate round when
     the prior no longer fitted.  Counted on the base network's features (a compressed plan
     releases the same shape unless it pruned channels), so it is the attack's size, not a
@@ -77,7 +77,7 @@ def attack_flops(ev, base, row: dict) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     from privacysplit.attacks.decoders import generic_decoder
-    from privacysplit.attacks.metrics import ssim_loss
+    from privacysplit.attacks.inversion import reconstruction_loss
 
     fid = ev.fidelity
     part = ev.space.validate(row["plan"]).partition
@@ -88,7 +88,7 @@ def attack_flops(ev, base, row: dict) -> float:
         feats = base.sub(0, part + 1)(ev.data.normalize(train.x[idx]))
     decoder = generic_decoder(feats, train.x[idx])
     with FlopCounterMode(display=False) as counter:
-        ssim_loss(decoder(feats), train.x[idx].float()).backward()
+        reconstruction_loss(ev.privacy, decoder(feats), train.x[idx].float()).backward()
     epochs = fid.prior_finetune
     if row.get("attack_fallback"):
         epochs += (fid.n_d - fid.prior_finetune) * (1 + int(row.get("attack_restarts") or 0))
