@@ -20,7 +20,17 @@ evaluation trained is then attacked again, on the same released features:
 
 ``ssim_gap`` = ref SSIM - SSIM and ``mse_ratio`` = MSE / ref MSE say how much privacy the
 search's attacker over-reports.  Writes ``attack_strength.csv`` and ``attack_strength.md``
-to ``--out``.  Timings depend on machine load (``cpu_seconds`` is the process CPU time of
+to ``--out``.
+
+``--variants`` re-attacks each encoder with other attackers as well, on the same released
+features (``variants.csv`` / ``variants.md``): what the README's replays of a changed attack
+come from.  A variant is ``kind:key=value:...``; ``kind`` is ``prior`` (the evaluation's
+attack: the prior fine-tuned ``ft`` epochs, then, when the features moved away from it, what
+the fidelity's ``shift_attack`` does -- at ``cpu``, full-rate rounds of ``e - ft`` epochs with
+up to ``r`` warm restarts) or a scratch decoder
+(``generic``, ``mirror``: ``e`` epochs, best held-out epoch); keys ``n`` (auxiliary images,
+a number or ``all`` for the whole training split; default the fidelity's ``n_train``), ``e``,
+``ft``, ``r``, ``b`` (batch size) and ``lr`` (a factor on the decoder's learning rate).  Timings depend on machine load (``cpu_seconds`` is the process CPU time of
 one evaluation, less sensitive to it); run with one thread (the default) to match the
 search's worker processes.
 
@@ -28,6 +38,8 @@ Example::
 
     python benchmarks/attack_strength.py --networks lenet --update-results
     python benchmarks/attack_strength.py --networks vgg11 --threats reactive --partitions 0,8,18
+    python benchmarks/attack_strength.py --networks lenet --threats proactive --partitions 3,8 \
+        --reference --no-legacy --variants prior:n=all:e=3:ft=1:r=4 prior:n=2000:e=6:ft=2:r=4:lr=2
 """
 
 from __future__ import annotations
@@ -41,6 +53,7 @@ from pathlib import Path
 import torch
 
 from privacysplit.attacks import evaluate_split, invert
+from privacysplit.attacks.decoders import DECODERS
 from privacysplit.attacks.fitting import release
 from privacysplit.attacks.prior import prior_state
 from privacysplit.data import load_dataset
@@ -62,6 +75,57 @@ FIELDS = [
 
 #: the subsets every evaluation of one setting shares (as the evaluator's data_seed)
 DATA_SEED = 0
+
+#: what a ``--variants`` entry may set (see the module docstring), with its parser
+VARIANT_KEYS = {"n": lambda v: None if v == "all" else int(v), "e": int, "ft": int, "r": int, "b": int, "lr": float}
+VARIANT_FIELDS = ["network", "partition", "threat", "variant", "images", "ssim", "mse", "attacker", "restarts",
+                  "seconds", "ssim_gap", "mse_ratio"]
+
+
+def parse_variant(spec: str) -> tuple[str, dict]:
+    """``"prior:n=all:e=3"`` -> ``("prior", {"n": None, "e": 3})``; a ``ValueError`` naming the
+    valid kinds or keys for anything else (a typo must not quietly run the default attack)."""
+    kind, *pairs = spec.split(":")
+    kinds = ("prior", *DECODERS)
+    if kind not in kinds:
+        raise ValueError(f"unknown attack variant kind {kind!r} in {spec!r}; valid: {', '.join(kinds)}")
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in VARIANT_KEYS:
+            raise ValueError(f"bad attack variant option {pair!r} in {spec!r}; valid keys: {', '.join(VARIANT_KEYS)}")
+        try:
+            options[key] = VARIANT_KEYS[key](value)
+        except ValueError:
+            raise ValueError(f"bad value {value!r} for {key!r} in {spec!r}") from None
+    if kind != "prior" and {"ft", "r"} & options.keys():
+        raise ValueError(f"'ft' and 'r' apply to the prior only, in {spec!r}")
+    return kind, options
+
+
+def variant_attack(encoder, prior, expected, data, fid, args, spec: str, threat: str, seed: int) -> dict:
+    """One ``--variants`` attacker against the evaluation's encoder, on the same validation images.
+
+    Every option left out is the evaluation's own (``prior`` with no options repeats its attack)."""
+    kind, o = parse_variant(spec)
+    proactive = threat == "proactive"
+    n_aux = None if proactive and fid.proactive_aux == "split" else fid.n_train
+    train = data.train.take(o.get("n", n_aux), DATA_SEED)
+    val = data.val.take(fid.n_val, DATA_SEED)
+    t0 = time.perf_counter()
+    feats, feats_val = release(encoder, train.x, data.normalize), release(encoder, val.x, data.normalize)
+    common = dict(metric=args.privacy, epochs=o.get("e", fid.n_d), batch_size=o.get("b", fid.batch_size),
+                  lr=fid.decoder_lr * o.get("lr", 1.0), seed=seed)
+    if kind == "prior":
+        if prior is None:
+            raise ValueError("a 'prior' variant needs a fidelity with prior_epochs > 0")
+        res = invert(encoder, feats, train.x, feats_val, val.x, **common, prior=prior,
+                     prior_epochs=o.get("ft", fid.prior_finetune), prior_score=expected, shift_attack=fid.shift_attack,
+                     restarts=o.get("r", fid.proactive_restarts if proactive else 0))
+    else:
+        res = invert(encoder, feats, train.x, feats_val, val.x, **common, decoders=(kind,), selection="full")
+    return {"variant": spec, "images": len(train.x), "ssim": res.ssim, "mse": res.mse, "attacker": res.attacker,
+            "restarts": res.restarts, "seconds": time.perf_counter() - t0}
 
 
 def partitions(net, name: str) -> list[int]:
@@ -99,7 +163,8 @@ def reference_attack(encoder, prior, data, fid, args, seed: int) -> dict:
             "ref_seconds": time.perf_counter() - t0}
 
 
-def run(args: argparse.Namespace) -> list[dict]:
+def run(args: argparse.Namespace, variants: list[dict] | None = None) -> list[dict]:
+    """The rows of ``attack_strength.csv``; each ``--variants`` attack's row goes to ``variants``."""
     torch.set_num_threads(args.threads)
     data = load_dataset(args.dataset)
     fid = get_fidelity(args.fidelity)
@@ -133,7 +198,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                     **{k: out.get(k) for k in ("accuracy", "ssim", "mse", "mse_norm", "attacker", "score_prior",
                                                "score_prior_tuned", "prior_seconds", "train_seconds",
                                                "attack_seconds", "select_seconds", "fit_seconds",
-                                               "measure_seconds")},
+                                               "measure_seconds", "attack_images", "attack_restarts")},
                 }
                 if args.legacy:
                     row.update(legacy_attack(enc, data, fid, args, args.seed))
@@ -141,6 +206,16 @@ def run(args: argparse.Namespace) -> list[dict]:
                     row.update(reference_attack(enc, prior, data, fid, args, args.seed))
                     row["ssim_gap"] = row["ref_ssim"] - row["ssim"]
                     row["mse_ratio"] = row["mse"] / max(row["ref_mse"], 1e-12)
+                for spec in args.variants:
+                    v = {"network": name, "partition": p, "threat": threat,
+                         **variant_attack(enc, prior, out.get("prior_expected"), data, fid, args, spec, threat,
+                                         args.seed)}
+                    if row.get("ref_ssim") is not None:
+                        v["ssim_gap"] = row["ref_ssim"] - v["ssim"]
+                        v["mse_ratio"] = v["mse"] / max(row["ref_mse"], 1e-12)
+                    print("  variant " + " ".join(f"{k}={_fmt(x)}" for k, x in v.items()), flush=True)
+                    if variants is not None:
+                        variants.append(v)
                 rows.append(row)
                 print(" ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)
     return rows
@@ -187,6 +262,34 @@ def write(rows: list[dict], args: argparse.Namespace) -> None:
     print("\n".join(lines))
 
 
+def write_variants(variants: list[dict], rows: list[dict], args: argparse.Namespace) -> None:
+    """``variants.csv`` and ``variants.md``: each variant beside the evaluation's own attacker."""
+    out = Path(args.out)
+    with open(out / "variants.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=VARIANT_FIELDS)
+        w.writeheader()
+        for r in variants:
+            w.writerow({k: r.get(k, "") for k in VARIANT_FIELDS})
+    lines = [
+        f"# Attack variants ({args.dataset}, fidelity `{args.fidelity}`, privacy `{args.privacy}`, "
+        f"{args.threads} thread(s), seed {args.seed}; the same released features as `attack_strength.md`)",
+        "",
+        "| network | p | threat | attacker | images | SSIM | MSE | winner | restarts | attack s | SSIM gap | MSE/ref |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        own = {"variant": f"the evaluation's (`{args.fidelity}`)", "images": r.get("attack_images", ""),
+               "seconds": r.get("attack_seconds"), "restarts": r.get("attack_restarts", ""), **r}
+        for v in [own] + [v for v in variants if (v["network"], v["partition"], v["threat"])
+                          == (r["network"], r["partition"], r["threat"])]:
+            lines.append(
+                f"| {r['network']} | {r['partition']} | {r['threat']} | {v['variant']} | {v['images']} "
+                f"| {_cell(v, 'ssim')} | {_cell(v, 'mse', '.4f')} | {v['attacker']} | {v['restarts']} "
+                f"| {_cell(v, 'seconds', '.1f')} | {_cell(v, 'ssim_gap', '+.3f')} | {_cell(v, 'mse_ratio', '.2f')} |")
+    (out / "variants.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -213,10 +316,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--seed", type=int, default=0, help="evaluation seed")
     parser.add_argument("--cache", default=None, help="cache folder (base weights, attack priors)")
+    parser.add_argument("--variants", nargs="*", default=[],
+                        help="other attackers to re-attack every encoder with, e.g. prior:n=all:e=3:ft=1 "
+                             "generic:e=12 (module docstring); written to variants.csv / variants.md")
     add_output_arguments(parser, "attack_strength", "benchmarks/results/attack_strength", ROOT)
     args = parser.parse_args(argv)
+    for spec in args.variants:
+        try:
+            parse_variant(spec)
+        except ValueError as err:
+            parser.error(str(err))
     resolve_output(parser, args)
-    write(run(args), args)
+    variants: list[dict] = []
+    rows = run(args, variants)
+    write(rows, args)
+    if args.variants:
+        write_variants(variants, rows, args)
 
 
 if __name__ == "__main__":
