@@ -40,7 +40,10 @@
     but 5.4 at seed 3, temperature 1 4.4 / 7.8.  Differences of a point or two between seeds
     are the size of the seed noise (500 validation images), so 0.7 and 4 were kept.  Without
     noise it shields less than ``"dcor"`` (lambda 16: 0.928 against 0.896 at seed 0): it is
-    meant to be played with ``feature_noise``.
+    meant to be played with ``feature_noise``.  Standardising the features per channel before
+    the dCor (as the attacker's standardiser sees them; a flag tried and not shipped, seeds 0 /
+    1, lambda 16) shielded more without noise (0.884 / 0.917 at accuracy 0.932 / 0.946) and
+    less with it (0.823 / 0.864 at 0.900 / 0.932, against 0.809 / 0.833 at 0.924 / 0.942).
   - ``"decoder"`` (version 1): N_p rounds of (in-game attackers restarted and trained N_d
     epochs against the current encoder; encoder+cloud train N_ec epochs while the in-game
     attackers keep taking one step per batch), leakage = :func:`inversion_leakage` /
