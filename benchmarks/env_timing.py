@@ -64,15 +64,14 @@ def attack_flops(ev, base, row: dict) -> float:
     """FLOPs the measuring attacker spent training on one timed plan (``shift_attack="prior"``).
 
     One step of the prior's generic decoder at the plan's partition (forward, the attack's
-    loss and backward, counted by ``torch.utils.flop_counter``), times the steps the attack took:
-    ``prior_finetune`` epochs, plus ``n_d - prior_finetune`` for every full-rate round when
-    the prior no longer fitted.  Counted on the base network's features (a compressed plan
-    releases the same shape unless it pruned channels), so it is the attack's size, not a
-    plan-exact count.  Divided by the measured (float32) convolution peak it is the floor of
-    the attacker's time on this machine: what no float32 implementation of this attacker beats.
+    loss and backward, counted by ``torch.utils.flop_counter``), times the optimiser steps the
+    attack reported (``attack_steps``: every fine-tuning and full-rate epoch it ran, so the
+    count follows :func:`~privacysplit.attacks.inversion.invert`'s schedule instead of
+    restating it).  Counted on the base network's features (a compressed plan releases the
+    same shape unless it pruned channels), so it is the attack's size, not a plan-exact
+    count.  Divided by the measured (float32) convolution peak it is the floor of the
+    attacker's time on this machine: what no float32 implementation of this attacker beats.
     """
-    import math
-
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -89,10 +88,7 @@ def attack_flops(ev, base, row: dict) -> float:
     decoder = generic_decoder(feats, train.x[idx])
     with FlopCounterMode(display=False) as counter:
         reconstruction_loss(ev.privacy, decoder(feats), train.x[idx].float()).backward()
-    epochs = fid.prior_finetune
-    if row.get("attack_fallback"):
-        epochs += (fid.n_d - fid.prior_finetune) * (1 + int(row.get("attack_restarts") or 0))
-    return counter.get_total_flops() * epochs * math.ceil(n / fid.batch_size)
+    return counter.get_total_flops() * int(row["attack_steps"])
 
 
 def time_plans(env, plans: list[str]) -> list[dict]:
@@ -116,7 +112,8 @@ def time_plans(env, plans: list[str]) -> list[dict]:
         row = {"plan": p, "wall_seconds": wall, "cpu_seconds": cpu, "compress_seconds": compress,
                "accuracy": m["accuracy"], "privacy_loss": m["privacy_loss"], "attacker": m.get("attacker"),
                "macs_total": m.get("macs_total"), "prior_seconds": m.get("prior_seconds", 0.0),
-               "attack_fallback": m.get("attack_fallback", 0), "attack_restarts": m.get("attack_restarts", 0)}
+               "attack_fallback": m.get("attack_fallback", 0), "attack_restarts": m.get("attack_restarts", 0),
+               "attack_steps": m.get("attack_steps", 0)}
         for _, key in PHASES:
             if key not in ("compress_seconds", "other_seconds"):
                 row[key] = float(m.get(key, 0.0))

@@ -129,6 +129,8 @@ class InversionResult:
         fallback: the prior no longer fitted the features and scratch decoders were
             trained as well.
         restarts: warm restarts of ``prior_long`` that ran (see :func:`invert`).
+        steps: optimiser steps the attack took, every candidate and round together (the
+            attacker's compute: ``benchmarks/env_timing.py`` multiplies it by one step's FLOPs).
     """
 
     privacy_loss: float
@@ -146,6 +148,7 @@ class InversionResult:
     timings: dict[str, float] = field(default_factory=dict)
     fallback: bool = False
     restarts: int = 0
+    steps: int = 0
 
     @property
     def inv_mse(self) -> float:
@@ -288,6 +291,7 @@ def invert(
     if not scratch and warm is None:
         raise ValueError(f"no decoder to attack with; valid decoders: {', '.join(DECODERS)}")
     finished: dict[str, tuple[float, torch.Tensor, Decoder]] = {}
+    fitters: list[Fitter] = []  # every decoder training, for the step count
     scores: dict[str, float] = {}
     warmup: dict[str, float] = {}
     diverged = False
@@ -304,6 +308,7 @@ def invert(
         gen = torch.Generator().manual_seed(seed + 15485867)
         fitter = decoder_fitter(warm, feats_train, x_train, metric=metric, epochs=n_ft, batch_size=batch_size,
                                 lr=lr / 3 if prior_lr is None else prior_lr, generator=gen)
+        fitters.append(fitter)
         if n_ft > 0:
             score, recon, _, bad = _finish(warm, fitter, feats_val, x_val, metric, track_best=True)
             diverged |= bad
@@ -329,6 +334,7 @@ def invert(
                     fitter = decoder_fitter(longer, feats_train, x_train, metric=metric, epochs=epochs - n_ft,
                                             batch_size=batch_size, lr=lr,
                                             generator=torch.Generator().manual_seed(generator_seed))
+                    fitters.append(fitter)
                     return _finish(longer, fitter, feats_val, x_val, metric, track_best=True)
 
                 score, recon, _, bad = full_rate_round(seed + 32452843)
@@ -356,6 +362,7 @@ def invert(
         gen = torch.Generator().manual_seed(seed + 104729 * (k + 1))
         candidates[name] = (decoder, decoder_fitter(decoder, feats_train, x_train, metric=metric, epochs=epochs,
                                                     batch_size=batch_size, lr=lr, generator=gen))
+        fitters.append(candidates[name][1])
     if selection == "warmup" and len(candidates) > 1 and epochs > 1:
         # successive halving in one step: one epoch each, finish only the lowest training loss
         t = time.perf_counter()
@@ -381,7 +388,8 @@ def invert(
     ssim_mean = float(ssim_measure(mean_image.contiguous(), x_val).mean()) if is_image else float("nan")
     if not finished:
         return InversionResult(1.0, 1.0 if is_image else float("nan"), 0.0, 0.0, mse_mean, ssim_mean,
-                               "none", scores, warmup, None, time.perf_counter() - t0, True, timings, fallback)
+                               "none", scores, warmup, None, time.perf_counter() - t0, True, timings, fallback,
+                               rounds, sum(f.step for f in fitters))
     name = max(finished, key=lambda n: finished[n][0])
     _, recon, decoder = finished[name]
     err = mse(recon, x_val)
@@ -404,4 +412,5 @@ def invert(
         timings=timings,
         fallback=fallback,
         restarts=rounds,
+        steps=sum(f.step for f in fitters),
     )

@@ -516,7 +516,7 @@ def evaluate_split(
         privacy_loss=inv.privacy_loss, ssim=inv.ssim, mse=inv.mse, mse_norm=inv.mse_norm,
         mse_mean=inv.mse_mean, ssim_mean=inv.ssim_mean, inv_mse=inv.inv_mse, attacker=inv.attacker,
         attack_seconds=t_attack, attack_fallback=int(inv.fallback), attack_restarts=inv.restarts,
-        attack_images=len(xa), **phases,
+        attack_images=len(xa), attack_steps=inv.steps, **phases,
         **({"prior_expected": expected} if expected is not None else {}),
         **{f"score_{name}": value for name, value in inv.scores.items()},
         **{f"warmup_loss_{name}": value for name, value in inv.warmup.items()},

@@ -88,7 +88,8 @@ class PrivacySplitEnv(gym.Env):
       ``attack_fallback`` (1 when the attack prior no longer fitted and another attacker
       took over, ``Fidelity.shift_attack``), ``attack_restarts`` (its warm restarts,
       ``Fidelity.proactive_restarts``), ``attack_images`` (its auxiliary set's size,
-      ``Fidelity.proactive_aux``); property
+      ``Fidelity.proactive_aux``), ``attack_steps`` (its optimiser steps, every candidate
+      and round together); property
       inference: ``property_accuracy``, ``property_chance``; under ``threat="proactive"``
       ``game`` (the proactive game's objective: ``dcor``, ``dcor_kd`` or ``decoder``); ``reconstruction_png``: a PNG of
       originals (top) and the attacker's reconstructions (bottom), written beside the cache;

@@ -110,11 +110,15 @@ def test_a_prior_that_no_longer_fits_is_trained_further_or_joined_by_scratch_dec
     res = invert(moved, f, x, fv, xv, metric="ssim", epochs=3, batch_size=64, lr=3e-3, seed=0, prior=state,
                  prior_epochs=1, prior_score=expected, shift_tolerance=0.0, shift_attack=shift_attack)
     assert res.fallback
+    steps_per_epoch = 512 // 64
     if shift_attack == "scratch":  # every scratch decoder warms up, the best one finishes
         assert set(res.warmup) == {"mirror", "generic"}
         assert set(res.scores) == {"prior", "prior_tuned", min(res.warmup, key=res.warmup.get)}
+        # steps: fine-tuning (1 epoch), two warm-up epochs, the winner's other 2 epochs
+        assert res.steps == (1 + 2 + 2) * steps_per_epoch
     else:
         assert set(res.scores) == {"prior", "prior_tuned", "prior_long"} and not res.warmup
+        assert res.steps == (1 + 2) * steps_per_epoch  # fine-tuning, then one full-rate round of 3 - 1
     assert res.attacker == max(res.scores, key=res.scores.get)
     again = float(ssim_torch(reconstruct(res.decoder, fv), xv))
     assert again == pytest.approx(res.scores[res.attacker], abs=1e-6)
@@ -123,6 +127,8 @@ def test_a_prior_that_no_longer_fits_is_trained_further_or_joined_by_scratch_dec
                   prior_score=expected, shift_tolerance=0.0, shift_attack="prior")
         patient = invert(moved, f, x, fv, xv, restarts=3, restart_gain=-1.0, **kw)
         assert 1 <= patient.restarts <= 3 and patient.scores["prior_long"] >= res.scores["prior_long"]
+        # a restart that was rolled back still cost its steps
+        assert patient.steps == (1 + 2 * (1 + patient.restarts)) * steps_per_epoch
         again = float(ssim_torch(reconstruct(patient.decoder, fv), xv))
         assert again == pytest.approx(patient.scores[patient.attacker], abs=1e-6)
         assert invert(moved, f, x, fv, xv, restarts=3, restart_gain=1.0, **kw).restarts == 1
