@@ -22,17 +22,20 @@ evaluation trained is then attacked again, on the same released features:
 search's attacker over-reports.  Writes ``attack_strength.csv`` and ``attack_strength.md``
 to ``--out``.
 
+Timings depend on machine load (``cpu_seconds`` is the process CPU time of one evaluation,
+less sensitive to it); run with one thread (the default) to match the search's worker
+processes.
+
 ``--variants`` re-attacks each encoder with other attackers as well, on the same released
 features (``variants.csv`` / ``variants.md``): what the README's replays of a changed attack
 come from.  A variant is ``kind:key=value:...``; ``kind`` is ``prior`` (the evaluation's
 attack: the prior fine-tuned ``ft`` epochs, then, when the features moved away from it, what
 the fidelity's ``shift_attack`` does -- at ``cpu``, full-rate rounds of ``e - ft`` epochs with
-up to ``r`` warm restarts) or a scratch decoder
-(``generic``, ``mirror``: ``e`` epochs, best held-out epoch); keys ``n`` (auxiliary images,
-a number or ``all`` for the whole training split; default the fidelity's ``n_train``), ``e``,
-``ft``, ``r``, ``b`` (batch size) and ``lr`` (a factor on the decoder's learning rate).  Timings depend on machine load (``cpu_seconds`` is the process CPU time of
-one evaluation, less sensitive to it); run with one thread (the default) to match the
-search's worker processes.
+up to ``r`` warm restarts) or a scratch decoder (``generic``, ``mirror``: ``e`` epochs, best
+held-out epoch); keys ``n`` (auxiliary images, a number or ``all`` for the whole training
+split), ``e``, ``ft``, ``r``, ``b`` (batch size) and ``lr`` (a factor on the decoder's
+learning rate).  Every key left out is the evaluation's own, so a bare ``prior`` repeats the
+evaluation's attack.
 
 Example::
 
