@@ -386,10 +386,11 @@ def invert(
     mse_mean = mean_baseline_mse(x_train, x_val)
     mean_image = x_train.float().mean(0, keepdim=True).expand_as(x_val)
     ssim_mean = float(ssim_measure(mean_image.contiguous(), x_val).mean()) if is_image else float("nan")
+    steps = sum(f.step for f in fitters)
     if not finished:
         return InversionResult(1.0, 1.0 if is_image else float("nan"), 0.0, 0.0, mse_mean, ssim_mean,
                                "none", scores, warmup, None, time.perf_counter() - t0, True, timings, fallback,
-                               rounds, sum(f.step for f in fitters))
+                               rounds, steps)
     name = max(finished, key=lambda n: finished[n][0])
     _, recon, decoder = finished[name]
     err = mse(recon, x_val)
@@ -412,5 +413,5 @@ def invert(
         timings=timings,
         fallback=fallback,
         restarts=rounds,
-        steps=sum(f.step for f in fitters),
+        steps=steps,
     )
