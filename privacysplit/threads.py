@@ -76,3 +76,23 @@ def configure_threads(threads: int | None = None, workers: int = 1) -> int:
     with contextlib.suppress(RuntimeError):  # already used or already set: keep what it has
         torch.set_num_interop_threads(1)
     return threads
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int):
+    """Run a block with torch's intra-op threads set to ``threads``, then restore them.
+
+    Why: work done once in a driver for its workers (the base network, A_base) must run on
+    the workers' thread count, or its numbers differ in the last digits from what a worker,
+    or an in-process run on as many threads, computes (README "What is bit-identical").
+    """
+    import torch
+
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)

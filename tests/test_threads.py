@@ -7,7 +7,13 @@ import os
 import pytest
 import torch
 
-from privacysplit.threads import THREADS_ENV, available_cores, configure_threads, default_threads
+from privacysplit.threads import (
+    THREADS_ENV,
+    available_cores,
+    configure_threads,
+    default_threads,
+    torch_threads,
+)
 
 
 def test_available_cores_is_the_affinity():
@@ -46,3 +52,16 @@ def test_configure_caps_at_the_available_cores(monkeypatch):
             configure_threads(0)
     finally:
         torch.set_num_threads(before)
+
+
+def test_torch_threads_sets_the_count_for_a_block_and_restores_it():
+    before = torch.get_num_threads()
+    other = 2 if before == 1 else 1
+    with torch_threads(other) as n:
+        assert n == other and torch.get_num_threads() == other
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), torch_threads(other):
+        raise RuntimeError("restored even when the block fails")
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="positive integer"), torch_threads(0):
+        pass

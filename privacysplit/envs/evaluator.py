@@ -34,13 +34,20 @@ from privacysplit.compression import CompressionSettings, apply_plan
 from privacysplit.data import Dataset
 from privacysplit.data.tensors import resolve_dataset
 from privacysplit.envs.cache import CacheError, EvalCache
-from privacysplit.envs.executor import EXECUTORS, Executor, make_executor, measure_safely
+from privacysplit.envs.executor import (
+    EXECUTORS,
+    WORKER_THREADS,
+    Executor,
+    make_executor,
+    measure_safely,
+)
 from privacysplit.envs.reward import Reward, Thresholds
 from privacysplit.envs.space import SearchSpace
 from privacysplit.envs.user_base import pretrained, resolve_base
 from privacysplit.fidelity import Fidelity, get_fidelity, retraining_fields
 from privacysplit.models import CostModel, DeviceProfile, Network, resource_savings
 from privacysplit.plan import Plan
+from privacysplit.threads import torch_threads
 from privacysplit.training import cache_dir, resolve_device
 
 #: bump when evaluation code changes the numbers it produces (part of every cache key).
@@ -370,7 +377,12 @@ class Evaluator:
         workers load it from the disk cache instead of training it in parallel)."""
         if self._executor is None:
             if self.executor_kind != "inprocess":
-                self.base()
+                # on the workers' thread count: the base weights (a cached file, not keyed on
+                # threads) and A_base are then what a worker, or a one-thread in-process run,
+                # computes.  Measured: the quick start's base trained on two threads here moved
+                # its best plan's P from 0.6898 to 0.6901.
+                with torch_threads(WORKER_THREADS):
+                    self.base()
             self._executor = make_executor(self.executor_kind, self, self.workers, self.address)
         return self._executor
 

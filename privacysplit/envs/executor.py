@@ -128,10 +128,14 @@ class InProcessExecutor:
         pass
 
 
+#: torch threads of every pool worker (process or Ray): one core each
+WORKER_THREADS = 1
+
+
 class ProcessExecutor:
     """A pool of long-lived local worker processes, one thread and one core each."""
 
-    def __init__(self, worker_kwargs: dict, workers: int, threads: int = 1) -> None:
+    def __init__(self, worker_kwargs: dict, workers: int, threads: int = WORKER_THREADS) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.workers = workers
@@ -180,7 +184,7 @@ class RayExecutor:
             def __init__(self, kwargs: dict) -> None:
                 import torch
 
-                torch.set_num_threads(1)
+                torch.set_num_threads(WORKER_THREADS)
                 from privacysplit.envs.evaluator import Evaluator
 
                 self.evaluator = Evaluator(**kwargs)

@@ -33,3 +33,30 @@ def test_unknown_executor_lists_valid_ones(cache_root):
         make_executor("threads", None)
     with pytest.raises(ValueError, match="positive integer"):
         Evaluator("lenet", fidelity="smoke", cache=False, workers=0)
+
+
+def test_a_pool_driver_trains_the_base_on_the_workers_thread_count(monkeypatch, cache_root):
+    """The driver trains the base network (and measures A_base) for its workers; on its own
+    thread count the cached weights would differ in the last digits from a one-thread run's."""
+    import torch
+
+    import privacysplit.envs.evaluator as evaluator_module
+    from privacysplit.envs.executor import WORKER_THREADS
+
+    seen: list[int] = []
+    real = evaluator_module.pretrained
+
+    def recording(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluator_module, "pretrained", recording)
+    monkeypatch.setattr(evaluator_module, "make_executor", lambda *args, **kwargs: object())
+    before = torch.get_num_threads()
+    torch.set_num_threads(WORKER_THREADS + 1)
+    try:
+        Evaluator("lenet", fidelity="smoke", cache=False, executor="process", workers=2).executor()
+        assert seen == [WORKER_THREADS]
+        assert torch.get_num_threads() == WORKER_THREADS + 1  # the driver's own count is back
+    finally:
+        torch.set_num_threads(before)
