@@ -112,8 +112,7 @@ def variant_attack(encoder, prior, expected, data, fid, args, spec: str, threat:
     Every option left out is the evaluation's own (``prior`` with no options repeats its attack)."""
     kind, o = parse_variant(spec)
     proactive = threat == "proactive"
-    n_aux = None if proactive and fid.proactive_aux == "split" else fid.n_train
-    train = data.train.take(o.get("n", n_aux), DATA_SEED)
+    train = data.train.take(o.get("n", fid.attack_images(threat)), DATA_SEED)
     val = data.val.take(fid.n_val, DATA_SEED)
     t0 = time.perf_counter()
     feats, feats_val = release(encoder, train.x, data.normalize), release(encoder, val.x, data.normalize)

@@ -145,6 +145,13 @@ class Fidelity:
         hashed into cache keys and per-plan seeds, so a new field must not change it."""
         return {k: v for k, v in asdict(self).items() if _LATE_DEFAULTS.get(k, _UNSET) != v}
 
+    def attack_images(self, threat: str) -> int | None:
+        """How many training images the measuring attacker gets under ``threat`` (the size
+        ``Dataset.take`` is called with; ``None`` = the whole split): ``n_train``, or the
+        whole split under the proactive threat with ``proactive_aux="split"``.  One rule for
+        the evaluation and for the benchmarks that repeat its attack."""
+        return None if threat == "proactive" and self.proactive_aux == "split" else self.n_train
+
     def with_(self, **changes) -> Fidelity:
         """A copy with some fields changed (named ``custom`` unless ``name`` is given)."""
         changes.setdefault("name", "custom")

@@ -45,3 +45,11 @@ def test_spec_sets_numbers_none_and_strings():
 def test_bad_specs_say_what_is_valid(spec, match):
     with pytest.raises(ValueError, match=match):
         get_fidelity(spec)
+
+
+def test_attack_images_follow_the_threat_and_proactive_aux():
+    cpu = get_fidelity("cpu")
+    split = cpu.with_(proactive_aux="split")
+    assert (cpu.attack_images("reactive"), cpu.attack_images("proactive")) == (2000, 2000)
+    assert (split.attack_images("reactive"), split.attack_images("proactive")) == (2000, None)
+    assert split.with_(n_train=None).attack_images("reactive") is None

@@ -481,9 +481,8 @@ def evaluate_split(
 
     # -- measurement: a fresh attacker against the frozen encoder -------------------------
     t1 = time.perf_counter()
-    aux = train  # the attacker's auxiliary set (``Fidelity.proactive_aux``)
-    if threat == "proactive" and fid.proactive_aux == "split":
-        aux = data.train.take(None, subset_seed)
+    n_aux = fid.attack_images(threat)  # the attacker's auxiliary set (``Fidelity.proactive_aux``)
+    aux = train if n_aux == fid.n_train else data.train.take(n_aux, subset_seed)
     xa = x if aux is train else aux.x.to(dev)
     clean = release(encoder, xa, data.normalize)
     std = float(clean.float().std()) if feature_noise > 0 else None
