@@ -16,7 +16,9 @@ evaluation trained is then attacked again, on the same released features:
   generic decoders trained ``--ref-epochs`` epochs each (the reference of earlier runs),
   plus the prior fine-tuned ``--ref-prior-epochs`` epochs, every candidate keeping its best
   held-out epoch, the best of all counting.  It is at least as strong as the earlier
-  reference (it contains it).
+  reference (it contains it).  Under a fidelity whose attacker whitens its input
+  (``attack_input=whiten``) the reference runs twice, on standardised and on whitened
+  features (with the matching prior), and the better counts.
 
 ``ssim_gap`` = ref SSIM - SSIM and ``mse_ratio`` = MSE / ref MSE say how much privacy the
 search's attacker over-reports.  Writes ``attack_strength.csv`` and ``attack_strength.md``
@@ -33,8 +35,9 @@ attack: the prior fine-tuned ``ft`` epochs, then, when the features moved away f
 the fidelity's ``shift_attack`` does -- at ``cpu``, full-rate rounds of ``e - ft`` epochs with
 up to ``r`` warm restarts) or a scratch decoder (``generic``, ``mirror``: ``e`` epochs, best
 held-out epoch); keys ``n`` (auxiliary images, a number or ``all`` for the whole training
-split), ``e``, ``ft``, ``r``, ``b`` (batch size) and ``lr`` (a factor on the decoder's
-learning rate).  Every key left out is the evaluation's own, so a bare ``prior`` repeats the
+split), ``e``, ``ft``, ``r``, ``b`` (batch size), ``lr`` (a factor on the decoder's
+learning rate) and ``w`` (1: whiten the features, with the prior trained on whitened base
+features; 0: standardise; ``privacysplit.attacks.whitening``).  Every key left out is the evaluation's own, so a bare ``prior`` repeats the
 evaluation's attack.
 
 Example::
@@ -58,7 +61,8 @@ import torch
 from privacysplit.attacks import evaluate_split, invert
 from privacysplit.attacks.decoders import DECODERS
 from privacysplit.attacks.fitting import release
-from privacysplit.attacks.prior import prior_state
+from privacysplit.attacks.prior import prior_score, prior_state
+from privacysplit.attacks.whitening import FeatureWhitener
 from privacysplit.data import load_dataset
 from privacysplit.fidelity import get_fidelity
 from privacysplit.models import split
@@ -72,7 +76,7 @@ FIELDS = [
     "mse_norm", "attacker", "score_prior", "score_prior_tuned", "eval_seconds", "cpu_seconds", "prior_seconds",
     "train_seconds", "attack_seconds", "select_seconds", "fit_seconds", "measure_seconds",
     "legacy_ssim", "legacy_mse", "legacy_attacker", "legacy_seconds",
-    "ref_ssim", "ref_mse", "ref_attacker", "ref_score_mirror", "ref_score_generic", "ref_score_prior",
+    "ref_ssim", "ref_mse", "ref_attacker", "ref_input", "ref_score_mirror", "ref_score_generic", "ref_score_prior",
     "ref_score_prior_tuned", "ref_seconds", "ssim_gap", "mse_ratio",
 ]
 
@@ -80,7 +84,8 @@ FIELDS = [
 DATA_SEED = 0
 
 #: what a ``--variants`` entry may set (see the module docstring), with its parser
-VARIANT_KEYS = {"n": lambda v: None if v == "all" else int(v), "e": int, "ft": int, "r": int, "b": int, "lr": float}
+VARIANT_KEYS = {"n": lambda v: None if v == "all" else int(v), "e": int, "ft": int, "r": int, "b": int, "lr": float,
+                "w": lambda v: {"0": False, "1": True}[v]}
 VARIANT_FIELDS = ["network", "partition", "threat", "variant", "images", "ssim", "mse", "attacker", "restarts",
                   "seconds", "ssim_gap", "mse_ratio"]
 
@@ -99,26 +104,60 @@ def parse_variant(spec: str) -> tuple[str, dict]:
             raise ValueError(f"bad attack variant option {pair!r} in {spec!r}; valid keys: {', '.join(VARIANT_KEYS)}")
         try:
             options[key] = VARIANT_KEYS[key](value)
-        except ValueError:
+        except (ValueError, KeyError):
             raise ValueError(f"bad value {value!r} for {key!r} in {spec!r}") from None
     if kind != "prior" and {"ft", "r"} & options.keys():
         raise ValueError(f"'ft' and 'r' apply to the prior only, in {spec!r}")
     return kind, options
 
 
-def variant_attack(encoder, prior, expected, data, fid, args, spec: str, threat: str, seed: int) -> dict:
+class Priors:
+    """The partition's attack priors, trained (or loaded) once each: standardised and
+    whitened input (``Fidelity.attack_input``), with each one's expected score on the base
+    features."""
+
+    def __init__(self, encoder, data, fid, args) -> None:
+        self.encoder, self.data, self.fid, self.args = encoder, data, fid, args
+        self._got: dict[bool, tuple] = {}
+
+    def get(self, whiten: bool) -> tuple[dict | None, float | None]:
+        if self.fid.prior_epochs <= 0:
+            return None, None
+        if whiten not in self._got:
+            fid, args = self.fid, self.args
+            state = prior_state(self.encoder, self.data, metric=args.privacy, epochs=fid.prior_epochs,
+                                batch_size=fid.batch_size, lr=fid.decoder_lr, seed=DATA_SEED, cache=args.cache,
+                                whiten=whiten)
+            self._got[whiten] = (state, prior_score(self.encoder, self.data, state, metric=args.privacy,
+                                                    n_val=fid.n_val, seed=DATA_SEED, whiten=whiten))
+        return self._got[whiten]
+
+
+def attack_inputs(feats, feats_val, whiten: bool):
+    """The released features as an attacker reads them: whitened on its own auxiliary
+    features, or as they are (its decoders standardise them)."""
+    if not whiten:
+        return feats, feats_val
+    w = FeatureWhitener(feats)
+    return w(feats), w(feats_val)
+
+
+def variant_attack(encoder, priors: Priors, data, fid, args, spec: str, threat: str, seed: int) -> dict:
     """One ``--variants`` attacker against the evaluation's encoder, on the same validation images.
 
     Every option left out is the evaluation's own (``prior`` with no options repeats its attack)."""
     kind, o = parse_variant(spec)
     proactive = threat == "proactive"
+    whiten = o.get("w", fid.attack_input == "whiten")
     train = data.train.take(o.get("n", fid.attack_images(threat)), DATA_SEED)
     val = data.val.take(fid.n_val, DATA_SEED)
     t0 = time.perf_counter()
-    feats, feats_val = release(encoder, train.x, data.normalize), release(encoder, val.x, data.normalize)
+    feats, feats_val = attack_inputs(release(encoder, train.x, data.normalize), release(encoder, val.x, data.normalize),
+                                     whiten)
     common = dict(metric=args.privacy, epochs=o.get("e", fid.n_d), batch_size=o.get("b", fid.batch_size),
                   lr=fid.decoder_lr * o.get("lr", 1.0), seed=seed)
     if kind == "prior":
+        prior, expected = priors.get(whiten)
         if prior is None:
             raise ValueError("a 'prior' variant needs a fidelity with prior_epochs > 0")
         res = invert(encoder, feats, train.x, feats_val, val.x, **common, prior=prior,
@@ -150,18 +189,25 @@ def legacy_attack(encoder, data, fid, args, seed: int) -> dict:
             "legacy_seconds": time.perf_counter() - t0}
 
 
-def reference_attack(encoder, prior, data, fid, args, seed: int) -> dict:
-    """The slow attacker: all training images, every candidate finished, best epoch kept."""
+def reference_attack(encoder, priors: Priors, data, fid, args, seed: int) -> dict:
+    """The slow attacker: all training images, every candidate finished, best epoch kept; on
+    standardised features, and on whitened ones as well when the fidelity's attacker whitens
+    (the better of the two counts: the reference stays at least as strong as the attacker
+    it checks)."""
     train = data.train.take(None, DATA_SEED)
     val = data.val.take(fid.n_val, DATA_SEED)
     t0 = time.perf_counter()
-    feats = release(encoder, train.x, data.normalize)
-    feats_val = release(encoder, val.x, data.normalize)
-    res = invert(encoder, feats, train.x, feats_val, val.x, metric=args.privacy, epochs=args.ref_epochs,
-                 batch_size=fid.batch_size, lr=fid.decoder_lr, seed=seed, selection="full",
-                 prior=prior, prior_epochs=args.ref_prior_epochs)
-    return {"ref_ssim": res.ssim, "ref_mse": res.mse, "ref_attacker": res.attacker,
-            **{f"ref_score_{k}": v for k, v in res.scores.items()},
+    raw = release(encoder, train.x, data.normalize), release(encoder, val.x, data.normalize)
+    best, best_input = None, None
+    for whiten in (False, True) if fid.attack_input == "whiten" else (False,):
+        feats, feats_val = attack_inputs(*raw, whiten)
+        res = invert(encoder, feats, train.x, feats_val, val.x, metric=args.privacy, epochs=args.ref_epochs,
+                     batch_size=fid.batch_size, lr=fid.decoder_lr, seed=seed, selection="full",
+                     prior=priors.get(whiten)[0], prior_epochs=args.ref_prior_epochs)
+        if best is None or res.privacy_loss > best.privacy_loss:
+            best, best_input = res, "whiten" if whiten else "standardize"
+    return {"ref_ssim": best.ssim, "ref_mse": best.mse, "ref_attacker": best.attacker, "ref_input": best_input,
+            **{f"ref_score_{k}": v for k, v in best.scores.items()},
             "ref_seconds": time.perf_counter() - t0}
 
 
@@ -180,10 +226,10 @@ def run(args: argparse.Namespace, variants: list[dict] | None = None) -> list[di
         print(f"{name}: A_base={acc_base:.3f}, partitions {points}", flush=True)
         for p in points:
             prior_encoder = base.sub(0, p + 1)
-            # trained (or loaded) before the timed evaluation: it is paid once per partition
-            prior = prior_state(prior_encoder, data, metric=args.privacy, epochs=fid.prior_epochs,
-                                batch_size=fid.batch_size, lr=fid.decoder_lr, seed=DATA_SEED,
-                                cache=args.cache) if fid.prior_epochs > 0 else None
+            priors = Priors(prior_encoder, data, fid, args)
+            # the evaluation's prior, trained (or loaded) before the timed evaluation: it is paid
+            # once per partition
+            priors.get(fid.attack_input == "whiten")
             for threat in args.threats:
                 enc, cloud = split(copy.deepcopy(base), p)
                 t0, c0 = time.perf_counter(), time.process_time()
@@ -205,13 +251,12 @@ def run(args: argparse.Namespace, variants: list[dict] | None = None) -> list[di
                 if args.legacy:
                     row.update(legacy_attack(enc, data, fid, args, args.seed))
                 if threat in args.reference and name in args.reference_networks:
-                    row.update(reference_attack(enc, prior, data, fid, args, args.seed))
+                    row.update(reference_attack(enc, priors, data, fid, args, args.seed))
                     row["ssim_gap"] = row["ref_ssim"] - row["ssim"]
                     row["mse_ratio"] = row["mse"] / max(row["ref_mse"], 1e-12)
                 for spec in args.variants:
                     v = {"network": name, "partition": p, "threat": threat,
-                         **variant_attack(enc, prior, out.get("prior_expected"), data, fid, args, spec, threat,
-                                         args.seed)}
+                         **variant_attack(enc, priors, data, fid, args, spec, threat, args.seed)}
                     if row.get("ref_ssim") is not None:
                         v["ssim_gap"] = row["ref_ssim"] - v["ssim"]
                         v["mse_ratio"] = v["mse"] / max(row["ref_mse"], 1e-12)

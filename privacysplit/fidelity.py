@@ -79,6 +79,16 @@ class Fidelity:
             3: 0.908).  ``cpu`` keeps ``"subset"`` for now (``"cpu:proactive_aux=split"`` opts
             in): switching would cost 1.3-2.1x per proactive evaluation and move every
             published proactive number at once, which must then be rerun together.
+        attack_input: how the measuring attacker (and its prior) prepares the released
+            features before its decoder: ``"standardize"`` (per channel) or ``"whiten"``
+            (ZCA across channels, :class:`privacysplit.attacks.whitening.FeatureWhitener`,
+            fitted on the attacker's own auxiliary features).  Why: the proactive games
+            leave the input's detail in directions of small variance, which a per-channel
+            standardiser leaves small and a decoder must learn to amplify; whitening hands them
+            to it at full scale.  Measured on LeNet/mnist at ``cpu`` fidelity against the
+            lambda-16 proactive encoders of ``benchmarks/attack_strength.py`` (README *Attack
+            strength*).  ``cpu`` keeps ``"standardize"`` for now (``"cpu:attack_input=whiten"``
+            opts in): switching moves every published privacy number at once.
     """
 
     name: str = "custom"
@@ -100,6 +110,7 @@ class Fidelity:
     shift_attack: str = "scratch"
     proactive_restarts: int = 0
     proactive_aux: str = "subset"
+    attack_input: str = "standardize"
 
     def __post_init__(self) -> None:
         """Refuse a value that would change meaning silently (``True`` as 1 epoch, a NaN
@@ -127,6 +138,9 @@ class Fidelity:
         if self.proactive_aux not in ATTACK_AUX:
             raise ValueError(f"Fidelity.proactive_aux must be one of {', '.join(ATTACK_AUX)}, "
                              f"got {self.proactive_aux!r}")
+        if self.attack_input not in ATTACK_INPUTS:
+            raise ValueError(f"Fidelity.attack_input must be one of {', '.join(ATTACK_INPUTS)}, "
+                             f"got {self.attack_input!r}")
         value = self.adv_lambda
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ValueError(f"Fidelity.adv_lambda must be a finite number >= 0, got {value!r}")
@@ -193,9 +207,12 @@ def retraining_fields(fidelity: Fidelity, threat: str = "reactive") -> dict:
 SHIFT_ATTACKS: tuple[str, ...] = ("scratch", "prior")
 #: the measuring attacker's auxiliary set under the proactive threat (see ``Fidelity.proactive_aux``)
 ATTACK_AUX: tuple[str, ...] = ("subset", "split")
+#: how the measuring attacker prepares the released features (see ``Fidelity.attack_input``)
+ATTACK_INPUTS: tuple[str, ...] = ("standardize", "whiten")
 _UNSET = object()
 #: fields added after cache keys were first written, with the defaults that leave them out
-_LATE_DEFAULTS: dict[str, object] = {"shift_attack": "scratch", "proactive_restarts": 0, "proactive_aux": "subset"}
+_LATE_DEFAULTS: dict[str, object] = {"shift_attack": "scratch", "proactive_restarts": 0, "proactive_aux": "subset",
+                                     "attack_input": "standardize"}
 
 FIDELITIES: dict[str, Fidelity] = {
     "smoke": Fidelity(

@@ -17,12 +17,14 @@ def test_fields_added_later_leave_every_old_key_unchanged():
     assert FIDELITIES["cpu"].key() == "cpu-e3063cf429"
     assert (FIDELITIES["cpu"].shift_attack, FIDELITIES["cpu"].proactive_restarts) == ("prior", 4)
     assert get_fidelity("cpu:proactive_aux=split").key() != FIDELITIES["cpu"].key()
+    assert "attack_input" not in FIDELITIES["cpu"].to_dict()
+    assert get_fidelity("cpu:attack_input=whiten").key() != FIDELITIES["cpu"].key()
 
 
 def test_retraining_fields_leave_out_what_only_the_attacker_reads():
     cpu = FIDELITIES["cpu"]
     patient = cpu.with_(prior_epochs=64, shift_attack="scratch", proactive_restarts=0, n_d=9, decoder_lr=1e-2,
-                        proactive_aux="split")
+                        proactive_aux="split", attack_input="whiten")
     assert retraining_fields(patient) == retraining_fields(cpu)
     assert retraining_fields(patient, "proactive") != retraining_fields(cpu, "proactive")  # the game reads n_d
     assert retraining_fields(cpu.with_(n_ec=3)) != retraining_fields(cpu)
@@ -38,6 +40,7 @@ def test_spec_sets_numbers_none_and_strings():
 @pytest.mark.parametrize(("spec", "match"), [
     ("cpu:shift_attack=later", "must be one of scratch, prior"),
     ("cpu:proactive_aux=all", "must be one of subset, split"),
+    ("cpu:attack_input=pca", "must be one of standardize, whiten"),
     ("cpu:prior_epochs=x", "needs a number"),
     ("cpu:speed=2", "valid fields"),
     ("fast:n_ec=1", "valid presets"),

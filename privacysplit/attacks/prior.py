@@ -31,6 +31,7 @@ from privacysplit._fsutil import atomic_torch_save, ensure_dir, file_lock
 from privacysplit.attacks.decoders import generic_decoder, warm_decoder
 from privacysplit.attacks.fitting import release
 from privacysplit.attacks.inversion import decoder_fitter
+from privacysplit.attacks.whitening import FeatureWhitener
 from privacysplit.data import Dataset
 from privacysplit.models import Network
 from privacysplit.training import cache_dir
@@ -53,8 +54,9 @@ def prior_folder(cache: str | Path | None = None) -> Path:
 
 
 def prior_key(base_encoder: Network, data: Dataset, *, metric: str, epochs: int, batch_size: int, lr: float,
-              seed: int) -> str:
-    """A hash of everything the prior's weights depend on (weights, layers, data, training)."""
+              seed: int, whiten: bool = False) -> str:
+    """A hash of everything the prior's weights depend on (weights, layers, data, training,
+    and whether it reads whitened features: ``Fidelity.attack_input``)."""
     h = hashlib.sha256()
     for name, tensor in sorted(base_encoder.state_dict().items()):
         h.update(name.encode())
@@ -63,15 +65,17 @@ def prior_key(base_encoder: Network, data: Dataset, *, metric: str, epochs: int,
     h.update(json.dumps({
         "layers": [str(s) for s in base_encoder.layers], "data": data.name, "fingerprint": str(fingerprint),
         "metric": metric, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-        "version": PRIOR_VERSION,
+        "version": PRIOR_VERSION, **({"whiten": True} if whiten else {}),
     }, sort_keys=True).encode())
     return h.hexdigest()[:24]
 
 
 def _train(base_encoder: Network, data: Dataset, metric: str, epochs: int, batch_size: int, lr: float,
-           seed: int, device: torch.device) -> dict[str, torch.Tensor]:
+           seed: int, device: torch.device, whiten: bool = False) -> dict[str, torch.Tensor]:
     x = data.train.x.to(device)
     feats = release(base_encoder.to(device), x, data.normalize)
+    if whiten:  # the base features whitened on themselves (FeatureWhitener)
+        feats = FeatureWhitener(feats)(feats)
     torch.manual_seed(seed + 6700417)
     decoder = generic_decoder(feats, x).to(device)
     decoder_fitter(decoder, feats, x, metric=metric, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -91,17 +95,20 @@ def prior_state(
     seed: int = 0,
     cache: str | Path | None | bool = None,
     device: str | torch.device = "cpu",
+    whiten: bool = False,
 ) -> dict[str, torch.Tensor]:
     """The prior decoder's weights (without standardiser): memo, then disk, then trained.
 
-    ``cache=False`` keeps it in memory only.
+    ``cache=False`` keeps it in memory only.  ``whiten``: trained on the base features
+    whitened on themselves, for an attacker that whitens what it reads.
     """
-    key = prior_key(base_encoder, data, metric=metric, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    key = prior_key(base_encoder, data, metric=metric, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                    whiten=whiten)
     if key in _MEMO:
         return _MEMO[key]
     dev = torch.device(device)
     if cache is False:
-        state = _train(base_encoder, data, metric, epochs, batch_size, lr, seed, dev)
+        state = _train(base_encoder, data, metric, epochs, batch_size, lr, seed, dev, whiten)
     else:
         folder = ensure_dir(prior_folder(cache), "attack-prior folder")
         path = folder / f"{key}.pt"
@@ -113,7 +120,7 @@ def prior_state(
                 except Exception:  # noqa: BLE001 - a broken file is retrained and replaced
                     state = None
             if state is None:
-                state = _train(base_encoder, data, metric, epochs, batch_size, lr, seed, dev)
+                state = _train(base_encoder, data, metric, epochs, batch_size, lr, seed, dev, whiten)
                 atomic_torch_save(state, path)
     _MEMO[key] = state
     return state
@@ -122,10 +129,13 @@ def prior_state(
 
 @torch.no_grad()
 def prior_score(base_encoder: Network, data: Dataset, state: dict[str, torch.Tensor], *, metric: str,
-                n_val: int | None = None, seed: int = 0, device: str | torch.device = "cpu") -> float:
+                n_val: int | None = None, seed: int = 0, device: str | torch.device = "cpu",
+                whiten: bool = False) -> float:
     """The prior's held-out score on the *base* features (SSIM, or -MSE): what it achieves
-    on the features it was trained for, against which a plan's features are compared."""
-    key = (hash(tuple(v.data_ptr() for v in state.values())), metric, n_val, seed)
+    on the features it was trained for, against which a plan's features are compared
+    (``whiten``: a prior of :func:`prior_state` ``(whiten=True)``, read through the whitener
+    it was trained behind)."""
+    key = (hash(tuple(v.data_ptr() for v in state.values())), metric, n_val, seed, whiten)
     cached = _SCORES.get(str(key))
     if cached is not None:
         return cached
@@ -135,7 +145,11 @@ def prior_score(base_encoder: Network, data: Dataset, state: dict[str, torch.Ten
     xv = data.val.take(n_val, seed).x.to(dev)
     x = data.train.x.to(dev)
     feats = release(base_encoder.to(dev), xv, data.normalize)
-    decoder = warm_decoder(state, release(base_encoder, x[:2048], data.normalize), x[:2048])
+    train_feats = release(base_encoder, x if whiten else x[:2048], data.normalize)  # (unwhitened: as before)
+    if whiten:
+        whitener = FeatureWhitener(train_feats)
+        feats, train_feats = whitener(feats), whitener(train_feats)
+    decoder = warm_decoder(state, train_feats[:2048], x[:2048])
     if decoder is None:
         return float("nan")
     value = _score(metric, reconstruct(decoder, feats), xv)

@@ -107,6 +107,7 @@ from privacysplit.attacks.property import (
     train_property,
 )
 from privacysplit.attacks.samples import N_SAMPLES, encode_samples
+from privacysplit.attacks.whitening import attack_transform
 from privacysplit.data import Dataset
 from privacysplit.fidelity import Fidelity, get_fidelity
 from privacysplit.models import Network
@@ -436,13 +437,14 @@ def evaluate_split(
     phases = {"data_seconds": 0.0, "prior_seconds": 0.0, "select_seconds": 0.0, "fit_seconds": 0.0,
               "measure_seconds": 0.0}
     prior, expected = None, None
+    whiten = fid.attack_input == "whiten"
     if prior_encoder is not None and privacy != "property" and fid.prior_epochs > 0:
         t = time.perf_counter()
         prior = prior_state(prior_encoder, data, metric=privacy, epochs=fid.prior_epochs,
                             batch_size=fid.batch_size, lr=fid.decoder_lr, seed=subset_seed,
-                            cache=prior_cache, device=dev)
+                            cache=prior_cache, device=dev, whiten=whiten)
         expected = prior_score(prior_encoder, data, prior, metric=privacy, n_val=fid.n_val, seed=subset_seed,
-                               device=dev)
+                               device=dev, whiten=whiten)
         phases["prior_seconds"] = time.perf_counter() - t
     # seeded after the prior, not before: training the prior (a cache miss) draws from the global
     # generator and reading it (a hit) does not, and retraining draws from it wherever it adds
@@ -490,6 +492,10 @@ def evaluate_split(
     feats_val = _released(encoder, data, xv, feature_noise, std, noise_gen)
     if not (torch.isfinite(feats).all() and torch.isfinite(feats_val).all()):
         return _failure("the encoder's features are not finite", privacy, t_train, time.perf_counter() - t1)
+    transform = attack_transform(fid.attack_input, feats)  # fitted on the attacker's own features
+    if transform is not None:
+        feats, feats_val = transform(feats), transform(feats_val)
+        result["attack_input"] = fid.attack_input
     if privacy == "property":
         p = infer_property(feats, data.labels(aux, private).to(dev), feats_val,
                            data.labels(val, private).to(dev), data.num_classes(private),
@@ -501,7 +507,7 @@ def evaluate_split(
         result.update(privacy_loss=p.accuracy, property_accuracy=p.accuracy, property_chance=p.chance,
                       attacker="property_classifier", attack_seconds=t_attack, attack_images=len(xa), **phases)
         if return_attacker:
-            result["attacker_model"] = p.classifier
+            result["attacker_model"] = _behind(transform, p.classifier)
         return result
     inv = invert(encoder, feats, xa, feats_val, xv, metric=privacy, epochs=fid.n_d,
                  batch_size=fid.batch_size, lr=fid.decoder_lr, seed=seed, prior=prior,
@@ -523,8 +529,13 @@ def evaluate_split(
     if xv.dim() == 4:  # images: keep a few reconstructions to show (TensorBoard, reports)
         result["reconstruction"] = encode_samples(xv[:N_SAMPLES], reconstruct(inv.decoder, feats_val[:N_SAMPLES]))
     if return_attacker:
-        result["attacker_model"] = inv.decoder
+        result["attacker_model"] = _behind(transform, inv.decoder)
     return result
+
+
+def _behind(transform: nn.Module | None, attacker: nn.Module) -> nn.Module:
+    """``attacker`` reading raw released features: behind the transform it was trained after."""
+    return attacker if transform is None else nn.Sequential(transform, attacker)
 
 
 def _game_attackers(

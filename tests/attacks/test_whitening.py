@@ -1,0 +1,85 @@
+"""The whitened attacker input: the transform itself, and that it finds what standardising misses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from privacysplit.attacks import invert
+from privacysplit.attacks.whitening import RIDGE, FeatureWhitener, attack_transform
+
+
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    return x.movedim(1, -1).reshape(-1, x.shape[1]).double()
+
+
+def _mixed(n: int, channels: int, *spatial: int, spread: float = 10.0) -> torch.Tensor:
+    """Features whose channels mix directions of variances ``1 .. spread**2`` (and an offset)."""
+    g = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(channels, channels, generator=g, dtype=torch.float64))
+    z = torch.randn(n, channels, *spatial, generator=g, dtype=torch.float64)
+    z = z * torch.logspace(0, 1, channels, base=spread, dtype=torch.float64).view(1, channels, *([1] * len(spatial)))
+    return (torch.einsum("ij,nj...->ni...", q, z) + 3.0).float()
+
+
+@pytest.mark.parametrize("shape", [(16, 5, 5), (40,)])
+def test_whitened_features_have_zero_mean_and_identity_covariance(shape):
+    feats = _mixed(3000, *shape)
+    out = FeatureWhitener(feats)(feats)
+    assert out.shape == feats.shape
+    rows = _rows(out)
+    assert rows.mean(0).abs().max() < 1e-4
+    # the ridge shrinks the smallest direction (variance 1 of a mean of ~21) by ~2 %, nothing more
+    cov = torch.cov(rows.T)
+    assert (cov - torch.eye(shape[0], dtype=torch.float64)).abs().max() < 0.03
+    assert (torch.cov(_rows(feats).T) - torch.eye(shape[0], dtype=torch.float64)).abs().max() > 10
+
+
+def test_zca_leaves_white_features_where_they_are():
+    """ZCA, not PCA: already white features come back (centred) almost unchanged, so each
+    channel keeps its place and a decoder's spatial structure still applies."""
+    g = torch.Generator().manual_seed(1)
+    feats = torch.randn(4000, 8, 3, 3, generator=g)
+    out = FeatureWhitener(feats)(feats)
+    assert (out - (feats - feats.mean((0, 2, 3), keepdim=True))).abs().max() < 0.1
+
+
+def test_near_constant_directions_are_not_blown_up():
+    """More channels than samples: the ridge keeps the empty directions near zero."""
+    feats = torch.randn(20, 50, generator=torch.Generator().manual_seed(2))
+    out = FeatureWhitener(feats)(feats)
+    assert torch.isfinite(out).all()
+    assert out.abs().max() < 1 / RIDGE ** 0.5
+
+
+def test_attack_transform_names_its_options():
+    feats = torch.randn(64, 4)
+    assert attack_transform("standardize", feats) is None
+    assert isinstance(attack_transform("whiten", feats), FeatureWhitener)
+    with pytest.raises(ValueError, match="valid: standardize, whiten"):
+        attack_transform("pca", feats)
+
+
+def test_whitening_recovers_detail_hidden_in_small_directions(mnist):
+    """The input's detail sits in directions of ~1/2000 the variance of the input-free noise
+    that every channel mixes it with (as the dCor game leaves it): a decoder behind whitening
+    reads it back, the same decoder behind its per-channel standardiser, with the same steps,
+    gets no further than the mean image (measured: SSIM 0.636 against 0.294)."""
+    g = torch.Generator().manual_seed(3)
+    x, xv = mnist.train.x[:1500], mnist.val.x[:300]
+    proj = torch.randn(x[0].numel(), 48, generator=g) / x[0].numel() ** 0.5
+    q, _ = torch.linalg.qr(torch.randn(96, 96, generator=g))
+
+    def encode(images: torch.Tensor) -> torch.Tensor:
+        detail = images.flatten(1) @ proj * 0.1  # variance ~5e-4 per direction ...
+        loud = torch.randn(len(images), 48, generator=g)  # ... beside unit-variance noise
+        return torch.cat([detail, loud], 1) @ q  # mixed into every channel
+
+    f, fv = encode(x), encode(xv)
+    whitener = FeatureWhitener(f)
+    scores = {}
+    for name, (ff, ffv) in {"standardized": (f, fv), "whitened": (whitener(f), whitener(fv))}.items():
+        res = invert(None, ff, x, ffv, xv, metric="ssim", epochs=3, batch_size=64, lr=3e-3, seed=0,
+                     decoders=("generic",), selection="full")
+        scores[name] = res.ssim
+    assert scores["whitened"] > scores["standardized"] + 0.2, scores
