@@ -107,7 +107,7 @@ from privacysplit.attacks.property import (
     train_property,
 )
 from privacysplit.attacks.samples import N_SAMPLES, encode_samples
-from privacysplit.attacks.whitening import attack_transform
+from privacysplit.attacks.whitening import FeatureWhitener, attack_transform
 from privacysplit.data import Dataset
 from privacysplit.fidelity import Fidelity, get_fidelity
 from privacysplit.models import Network
@@ -129,7 +129,7 @@ DCOR_SCALE = 9.0
 #: trade-off with 128 than with 64; 256 left too few steps, SSIM 0.91)
 DCOR_BATCH_FACTOR = 2
 #: the games that train on the dCor penalty (and share its schedule)
-DCOR_GAMES = ("dcor", "dcor_kd")
+DCOR_GAMES = ("dcor", "dcor_kd", "dcor_white")
 
 
 def task_labels(privacy: str) -> tuple[str, str | None]:
@@ -671,7 +671,7 @@ def _distillation(logits: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
 def _proactive_dcor(
     encoder: Network, cloud: Network, x: torch.Tensor, y: torch.Tensor, train, data: Dataset,
     fid: Fidelity, gen: torch.Generator, privacy: str, private: str | None, feature_noise: float,
-    seed: int, dev: torch.device, lam: float, *, warmup: bool = False, distill: float = 0.0,
+    seed: int, dev: torch.device, lam: float, *, warmup: bool = False, distill: float = 0.0, whiten: bool = False,
 ) -> float:
     """The ``"dcor"`` game: :func:`game_epochs` encoder+cloud epochs on ``CE + DCOR_SCALE *
     lambda * dCor(class residual, features)`` in batches of ``DCOR_BATCH_FACTOR *
@@ -725,7 +725,8 @@ def _proactive_dcor(
         loss = task_loss(cloud(feats), idx)
         w = weight * min(1.0, steps[0] / steps[1]) if warmup else weight
         if w > 0:
-            loss = loss + w * game_leakage(feats, residual[idx])
+            seen = FeatureWhitener(feats.detach())(feats) if whiten else feats
+            loss = loss + w * game_leakage(seen, residual[idx])
         return loss
 
     loss = fit([*encoder.parameters(), *cloud.parameters()], step, len(x), epochs=epochs,
@@ -746,6 +747,7 @@ def _proactive_dcor(
 
 #: proactive game objectives by name (``evaluate_split(game=...)``)
 GAME_OBJECTIVES = {"dcor": _proactive_dcor, "dcor_kd": partial(_proactive_dcor, warmup=True, distill=DISTILL_WEIGHT),
+                   "dcor_white": partial(_proactive_dcor, warmup=True, distill=DISTILL_WEIGHT, whiten=True),
                    "decoder": _proactive}
 #: the objective a proactive evaluation plays unless told otherwise
 DEFAULT_GAME = "dcor"
