@@ -80,15 +80,18 @@ class Fidelity:
             in): switching would cost 1.3-2.1x per proactive evaluation and move every
             published proactive number at once, which must then be rerun together.
         attack_input: how the measuring attacker (and its prior) prepares the released
-            features before its decoder: ``"standardize"`` (per channel) or ``"whiten"``
+            features before its decoder: ``"standardize"`` (per channel), ``"whiten"``
             (ZCA across channels, :class:`privacysplit.attacks.whitening.FeatureWhitener`,
-            fitted on the attacker's own auxiliary features).  Why: the proactive games
+            fitted on the attacker's own auxiliary features) or ``"both"`` (one attacker on
+            each, the better counts; twice the attack time).  Why: the proactive games
             leave the input's detail in directions of small variance, which a per-channel
             standardiser leaves small and a decoder must learn to amplify; whitening hands them
             to it at full scale.  Measured on LeNet/mnist at ``cpu`` fidelity against the
             lambda-16 proactive encoders of ``benchmarks/attack_strength.py`` (README *Attack
             strength*): SSIM 0.896 / 0.474 / 0.467 -> 0.941 / 0.659 / 0.673 at partitions
-            3 / 6 / 8, in about the same time.  ``cpu`` keeps ``"standardize"`` for now (``"cpu:attack_input=whiten"``
+            3 / 6 / 8, in about the same time.  On noisy features (``feature_noise``) it is
+            the weaker (partition 3, noise 0.3: 0.716-0.729 against 0.816-0.821), because it
+            rescales the noise with the signal: hence ``"both"``.  ``cpu`` keeps ``"standardize"`` for now (``"cpu:attack_input=whiten"``
             opts in): switching moves every published privacy number at once.
     """
 
@@ -209,7 +212,7 @@ SHIFT_ATTACKS: tuple[str, ...] = ("scratch", "prior")
 #: the measuring attacker's auxiliary set under the proactive threat (see ``Fidelity.proactive_aux``)
 ATTACK_AUX: tuple[str, ...] = ("subset", "split")
 #: how the measuring attacker prepares the released features (see ``Fidelity.attack_input``)
-ATTACK_INPUTS: tuple[str, ...] = ("standardize", "whiten")
+ATTACK_INPUTS: tuple[str, ...] = ("standardize", "whiten", "both")
 _UNSET = object()
 #: fields added after cache keys were first written, with the defaults that leave them out
 _LATE_DEFAULTS: dict[str, object] = {"shift_attack": "scratch", "proactive_restarts": 0, "proactive_aux": "subset",
