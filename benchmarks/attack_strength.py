@@ -204,7 +204,8 @@ def reference_attack(encoder, priors: Priors, data, fid, args, seed: int) -> dic
     t0 = time.perf_counter()
     raw = release(encoder, train.x, data.normalize), release(encoder, val.x, data.normalize)
     best, best_input = None, None
-    for whiten in (False, True) if fid.attack_input != "standardize" else (False,):
+    inputs = args.reference_inputs or ["standardize", *(["whiten"] if fid.attack_input != "standardize" else [])]
+    for whiten in [kind == "whiten" for kind in inputs]:
         feats, feats_val = attack_inputs(*raw, whiten)
         res = invert(encoder, feats, train.x, feats_val, val.x, metric=args.privacy, epochs=args.ref_epochs,
                      batch_size=fid.batch_size, lr=fid.decoder_lr, seed=seed, selection="full",
@@ -363,6 +364,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ref-epochs", type=int, default=24, help="epochs of the reference's scratch decoders")
     parser.add_argument("--ref-prior-epochs", type=int, default=8,
                         help="epochs the reference fine-tunes the prior")
+    parser.add_argument("--reference-inputs", nargs="+", default=None, choices=["standardize", "whiten"],
+                        help="the inputs the reference attacks, the better counting (default: standardised, and "
+                             "whitened as well when the fidelity's attacker whitens)")
     parser.add_argument("--no-legacy", dest="legacy", action="store_false",
                         help="skip the pre-prior attacker (the 'before' columns)")
     parser.add_argument("--adv-lambda", type=float, default=None, help="proactive lambda (default: the fidelity's)")
