@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
 
     threads = configure_threads(args.threads)
     from privacysplit.attacks.prior import prior_state
+    from privacysplit.attacks.whitening import input_kinds
     from privacysplit.envs.privacy_split import PrivacySplitEnv
 
     report: dict = {"base": args.base, "fidelity": args.fidelity, "threads": threads,
@@ -178,8 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         if fid.prior_epochs > 0 and ev.privacy != "property":
             for part in sorted({ev.space.validate(p).partition for p in plans}):
                 t0 = time.perf_counter()
-                prior_state(base.sub(0, part + 1), ev.data, metric=ev.privacy, epochs=fid.prior_epochs,
-                            batch_size=fid.batch_size, lr=fid.decoder_lr, seed=ev.seed, cache=ev.weights_cache)
+                for kind in input_kinds(fid.attack_input):  # one prior per input the attacker reads
+                    prior_state(base.sub(0, part + 1), ev.data, metric=ev.privacy, epochs=fid.prior_epochs,
+                                batch_size=fid.batch_size, lr=fid.decoder_lr, seed=ev.seed, cache=ev.weights_cache,
+                                whiten=kind == "whiten")
                 prior_times.append(time.perf_counter() - t0)
         report["prior_seconds"] = prior_times
         print(f"attack priors: {len(prior_times)} partitions, {sum(prior_times):.1f} s in all "

@@ -500,7 +500,7 @@ def evaluate_split(
         return _failure("the encoder's features are not finite", privacy, t_train, time.perf_counter() - t1)
     if fid.attack_input != "standardize":
         result["attack_input"] = fid.attack_input
-    best = None
+    best, steps = None, 0
     for kind in inputs:  # each input its own attacker (and prior); the one that recovers more counts
         transform = attack_transform(kind, feats)  # fitted on the attacker's own features
         f, fv = (feats, feats_val) if transform is None else (transform(feats), transform(feats_val))
@@ -519,7 +519,7 @@ def evaluate_split(
                          restarts=fid.proactive_restarts if threat == "proactive" else 0)
             if att.decoder is None:
                 continue
-            loss = att.privacy_loss
+            loss, steps = att.privacy_loss, steps + att.steps  # the compute of every input's attacker
             for name, value in att.timings.items():
                 phases[name] = phases.get(name, 0.0) + value
         if best is None or loss > best[0]:
@@ -543,7 +543,7 @@ def evaluate_split(
         privacy_loss=att.privacy_loss, ssim=att.ssim, mse=att.mse, mse_norm=att.mse_norm,
         mse_mean=att.mse_mean, ssim_mean=att.ssim_mean, inv_mse=att.inv_mse, attacker=att.attacker,
         attack_seconds=t_attack, attack_fallback=int(att.fallback), attack_restarts=att.restarts,
-        attack_images=len(xa), attack_steps=att.steps, **phases,
+        attack_images=len(xa), attack_steps=steps, **phases,
         **({"prior_expected": expected} if expected is not None else {}),
         **{f"score_{name}": value for name, value in att.scores.items()},
         **{f"warmup_loss_{name}": value for name, value in att.warmup.items()},

@@ -247,6 +247,7 @@ def test_whitened_attack_input_reads_the_same_encoder_through_a_whitener(mnist, 
     winner = white if white["privacy_loss"] > plain["privacy_loss"] else plain
     assert both["attack_input_won"] == ("whiten" if winner is white else "standardize")
     assert (both["ssim"], both["prior_expected"]) == (winner["ssim"], winner["prior_expected"])
+    assert both["attack_steps"] == plain["attack_steps"] + white["attack_steps"]  # its compute: both attackers
     kept = torch.from_numpy(decode_samples(white["reconstruction"])[1].astype("float32"))
     shown = mnist.val.take(SMOKE.n_val, 0).x[:len(kept)]
     with torch.no_grad():
