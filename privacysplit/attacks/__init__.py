@@ -3,6 +3,8 @@
 * :func:`evaluate_split` — retrain a split network reactively or proactively and measure its
   accuracy and privacy loss with a fresh attacker (the environment's one call).
 * :mod:`~privacysplit.attacks.decoders` — the mirror and the generic inversion decoders.
+* :mod:`~privacysplit.attacks.whitening` — ZCA-whitened features for the attacker
+  (``Fidelity.attack_input``).
 * :mod:`~privacysplit.attacks.inversion` — feature inversion (P0 = MSE, P1 = SSIM).
 * :mod:`~privacysplit.attacks.property` — property inference (P2).
 * :mod:`~privacysplit.attacks.metrics` — SSIM (training and reference), MSE, baselines.
@@ -19,6 +21,7 @@ from privacysplit.attacks.inversion import INVERSION_METRICS, InversionResult, i
 from privacysplit.attacks.metrics import ssim_skimage, ssim_torch
 from privacysplit.attacks.property import PropertyClassifier, PropertyResult, infer_property
 from privacysplit.attacks.retraining import PRIVACY_METRICS, THREATS, evaluate_split, train_split
+from privacysplit.attacks.whitening import FeatureWhitener
 
 __all__ = [
     "DECODERS",
@@ -26,6 +29,7 @@ __all__ = [
     "PRIVACY_METRICS",
     "THREATS",
     "FeatureStandardizer",
+    "FeatureWhitener",
     "GenericDecoder",
     "InversionResult",
     "PropertyClassifier",
