@@ -17,6 +17,14 @@ attack time; against reactive encoders from 0.977 / 0.894 / 0.819 to 0.978 / 0.8
 It is the weaker attacker on features with ``feature_noise``: whitening rescales the noise
 along with the signal (partition 3, noise 0.3: 0.716-0.729 against the standardised 0.816-0.821),
 which is why ``attack_input="both"`` exists (:func:`input_kinds`).
+
+A larger ridge sits between the two (an exploration script, not shipped; one encoder each,
+noise drawn by the script): against the lambda-16 encoder at partition 6 without noise and the
+lambda-8 encoder at partition 3 with noise 0.3, where the standardised attacker reads 0.474 and
+0.818, ridges 1e-3 / 3e-2 / 0.3 / 1 / 3 / 10 read 0.659 / 0.658 / 0.648 / 0.633 / 0.609 / 0.561
+and 0.729 / 0.740 / 0.777 / 0.793 / 0.804 / 0.813.  No single ridge matches both inputs at once;
+a ridge near 3 keeps most of both (+0.135, -0.014) at one attacker's cost, a candidate for a
+cheaper default than ``"both"`` that needs measuring on every table first.
 """
 
 from __future__ import annotations
