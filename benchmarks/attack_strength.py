@@ -61,8 +61,8 @@ import torch
 from privacysplit.attacks import evaluate_split, invert
 from privacysplit.attacks.decoders import DECODERS
 from privacysplit.attacks.fitting import release
-from privacysplit.attacks.prior import prior_score, prior_state
-from privacysplit.attacks.whitening import FeatureWhitener, input_kinds
+from privacysplit.attacks.prior import attack_prior
+from privacysplit.attacks.whitening import input_kinds, read_as
 from privacysplit.data import load_dataset
 from privacysplit.fidelity import get_fidelity
 from privacysplit.models import split
@@ -124,22 +124,9 @@ class Priors:
         if self.fid.prior_epochs <= 0:
             return None, None
         if whiten not in self._got:
-            fid, args = self.fid, self.args
-            state = prior_state(self.encoder, self.data, metric=args.privacy, epochs=fid.prior_epochs,
-                                batch_size=fid.batch_size, lr=fid.decoder_lr, seed=DATA_SEED, cache=args.cache,
-                                whiten=whiten)
-            self._got[whiten] = (state, prior_score(self.encoder, self.data, state, metric=args.privacy,
-                                                    n_val=fid.n_val, seed=DATA_SEED, whiten=whiten))
+            self._got[whiten] = attack_prior(self.encoder, self.data, self.fid, metric=self.args.privacy,
+                                             seed=DATA_SEED, whiten=whiten, cache=self.args.cache)
         return self._got[whiten]
-
-
-def attack_inputs(feats, feats_val, whiten: bool):
-    """The released features as an attacker reads them: whitened on its own auxiliary
-    features, or as they are (its decoders standardise them)."""
-    if not whiten:
-        return feats, feats_val
-    w = FeatureWhitener(feats)
-    return w(feats), w(feats_val)
 
 
 def variant_attack(encoder, priors: Priors, data, fid, args, spec: str, threat: str, seed: int) -> dict:
@@ -158,7 +145,7 @@ def variant_attack(encoder, priors: Priors, data, fid, args, spec: str, threat: 
                   lr=fid.decoder_lr * o.get("lr", 1.0), seed=seed)
     best = None
     for name in inputs:
-        feats, feats_val = attack_inputs(*raw, name == "whiten")
+        _, feats, feats_val = read_as(name, *raw)
         if kind == "prior":
             prior, expected = priors.get(name == "whiten")
             if prior is None:
@@ -205,13 +192,13 @@ def reference_attack(encoder, priors: Priors, data, fid, args, seed: int) -> dic
     raw = release(encoder, train.x, data.normalize), release(encoder, val.x, data.normalize)
     best, best_input = None, None
     inputs = args.reference_inputs or ["standardize", *(["whiten"] if fid.attack_input != "standardize" else [])]
-    for whiten in [kind == "whiten" for kind in inputs]:
-        feats, feats_val = attack_inputs(*raw, whiten)
+    for kind in inputs:
+        _, feats, feats_val = read_as(kind, *raw)
         res = invert(encoder, feats, train.x, feats_val, val.x, metric=args.privacy, epochs=args.ref_epochs,
                      batch_size=fid.batch_size, lr=fid.decoder_lr, seed=seed, selection="full",
-                     prior=priors.get(whiten)[0], prior_epochs=args.ref_prior_epochs)
+                     prior=priors.get(kind == "whiten")[0], prior_epochs=args.ref_prior_epochs)
         if best is None or res.privacy_loss > best.privacy_loss:
-            best, best_input = res, "whiten" if whiten else "standardize"
+            best, best_input = res, kind
     return {"ref_ssim": best.ssim, "ref_mse": best.mse, "ref_attacker": best.attacker, "ref_input": best_input,
             **{f"ref_score_{k}": v for k, v in best.scores.items()},
             "ref_seconds": time.perf_counter() - t0}

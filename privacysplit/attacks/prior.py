@@ -33,6 +33,7 @@ from privacysplit.attacks.fitting import release
 from privacysplit.attacks.inversion import decoder_fitter
 from privacysplit.attacks.whitening import FeatureWhitener
 from privacysplit.data import Dataset
+from privacysplit.fidelity import Fidelity
 from privacysplit.models import Network
 from privacysplit.training import cache_dir
 
@@ -125,6 +126,20 @@ def prior_state(
     _MEMO[key] = state
     return state
 
+
+
+def attack_prior(base_encoder: Network, data: Dataset, fidelity: Fidelity, *, metric: str, seed: int = 0,
+                 whiten: bool = False, cache: str | Path | None | bool = None,
+                 device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], float]:
+    """The prior a measuring attacker of ``fidelity`` starts from (:func:`prior_state` with the
+    fidelity's prior epochs, batch size and decoder rate) and its expected score on the base
+    features (:func:`prior_score` on ``fidelity.n_val`` images): what an evaluation, and a
+    benchmark repeating its attack, both read."""
+    state = prior_state(base_encoder, data, metric=metric, epochs=fidelity.prior_epochs,
+                        batch_size=fidelity.batch_size, lr=fidelity.decoder_lr, seed=seed, cache=cache,
+                        device=device, whiten=whiten)
+    return state, prior_score(base_encoder, data, state, metric=metric, n_val=fidelity.n_val, seed=seed,
+                              device=device, whiten=whiten)
 
 
 @torch.no_grad()

@@ -104,7 +104,7 @@ from privacysplit.attacks.inversion import (
     train_decoder,
 )
 from privacysplit.attacks.metrics import ssim_torch
-from privacysplit.attacks.prior import prior_score, prior_state
+from privacysplit.attacks.prior import attack_prior
 from privacysplit.attacks.property import (
     PropertyClassifier,
     infer_property,
@@ -112,7 +112,7 @@ from privacysplit.attacks.property import (
     train_property,
 )
 from privacysplit.attacks.samples import N_SAMPLES, encode_samples
-from privacysplit.attacks.whitening import attack_transform, input_kinds
+from privacysplit.attacks.whitening import input_kinds, read_as
 from privacysplit.data import Dataset
 from privacysplit.fidelity import Fidelity, get_fidelity
 from privacysplit.models import Network
@@ -446,11 +446,8 @@ def evaluate_split(
     if prior_encoder is not None and privacy != "property" and fid.prior_epochs > 0:
         t = time.perf_counter()
         for kind in inputs:
-            state = prior_state(prior_encoder, data, metric=privacy, epochs=fid.prior_epochs,
-                                batch_size=fid.batch_size, lr=fid.decoder_lr, seed=subset_seed,
-                                cache=prior_cache, device=dev, whiten=kind == "whiten")
-            priors[kind] = state, prior_score(prior_encoder, data, state, metric=privacy, n_val=fid.n_val,
-                                              seed=subset_seed, device=dev, whiten=kind == "whiten")
+            priors[kind] = attack_prior(prior_encoder, data, fid, metric=privacy, seed=subset_seed,
+                                        whiten=kind == "whiten", cache=prior_cache, device=dev)
         phases["prior_seconds"] = time.perf_counter() - t
     # seeded after the prior, not before: training the prior (a cache miss) draws from the global
     # generator and reading it (a hit) does not, and retraining draws from it wherever it adds
@@ -502,8 +499,7 @@ def evaluate_split(
         result["attack_input"] = fid.attack_input
     best, steps = None, 0
     for kind in inputs:  # each input its own attacker (and prior); the one that recovers more counts
-        transform = attack_transform(kind, feats)  # fitted on the attacker's own features
-        f, fv = (feats, feats_val) if transform is None else (transform(feats), transform(feats_val))
+        transform, f, fv = read_as(kind, feats, feats_val)  # fitted on the attacker's own features
         if privacy == "property":
             att = infer_property(f, data.labels(aux, private).to(dev), fv, data.labels(val, private).to(dev),
                                  data.num_classes(private), epochs=fid.n_d, batch_size=fid.batch_size,

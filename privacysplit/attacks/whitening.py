@@ -86,3 +86,13 @@ def attack_transform(kind: str, feats: torch.Tensor) -> nn.Module | None:
     from privacysplit.fidelity import ATTACK_INPUTS
 
     raise ValueError(f"unknown attack input {kind!r}; valid: {', '.join(ATTACK_INPUTS)}")
+
+
+def read_as(kind: str, feats: torch.Tensor, feats_val: torch.Tensor
+            ) -> tuple[nn.Module | None, torch.Tensor, torch.Tensor]:
+    """An attacker's auxiliary and held-out features as it reads them on input ``kind``, with
+    the transform (:func:`attack_transform`, fitted on ``feats``) it reads them through."""
+    transform = attack_transform(kind, feats)
+    if transform is None:
+        return None, feats, feats_val
+    return transform, transform(feats), transform(feats_val)
