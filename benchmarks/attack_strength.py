@@ -85,7 +85,7 @@ DATA_SEED = 0
 
 #: what a ``--variants`` entry may set (see the module docstring), with its parser
 VARIANT_KEYS = {"n": lambda v: None if v == "all" else int(v), "e": int, "ft": int, "r": int, "b": int, "lr": float,
-                "w": lambda v: {"0": False, "1": True}[v]}
+                "w": lambda v: {"0": "standardize", "1": "whiten"}[v]}
 VARIANT_FIELDS = ["network", "partition", "threat", "variant", "images", "ssim", "mse", "attacker", "restarts",
                   "seconds", "ssim_gap", "mse_ratio"]
 
@@ -112,21 +112,20 @@ def parse_variant(spec: str) -> tuple[str, dict]:
 
 
 class Priors:
-    """The partition's attack priors, trained (or loaded) once each: standardised and
-    whitened input (``Fidelity.attack_input``), with each one's expected score on the base
-    features."""
+    """The partition's attack priors, trained (or loaded) once each per input the decoder
+    reads (``Fidelity.attack_input``), with each one's expected score on the base features."""
 
     def __init__(self, encoder, data, fid, args) -> None:
         self.encoder, self.data, self.fid, self.args = encoder, data, fid, args
-        self._got: dict[bool, tuple] = {}
+        self._got: dict[str, tuple] = {}
 
-    def get(self, whiten: bool) -> tuple[dict | None, float | None]:
+    def get(self, attack_input: str) -> tuple[dict | None, float | None]:
         if self.fid.prior_epochs <= 0:
             return None, None
-        if whiten not in self._got:
-            self._got[whiten] = attack_prior(self.encoder, self.data, self.fid, metric=self.args.privacy,
-                                             seed=DATA_SEED, whiten=whiten, cache=self.args.cache)
-        return self._got[whiten]
+        if attack_input not in self._got:
+            self._got[attack_input] = attack_prior(self.encoder, self.data, self.fid, metric=self.args.privacy,
+                                                   seed=DATA_SEED, attack_input=attack_input, cache=self.args.cache)
+        return self._got[attack_input]
 
 
 def variant_attack(encoder, priors: Priors, data, fid, args, spec: str, threat: str, seed: int) -> dict:
@@ -136,7 +135,7 @@ def variant_attack(encoder, priors: Priors, data, fid, args, spec: str, threat: 
     on each of the fidelity's inputs, the better counting)."""
     kind, o = parse_variant(spec)
     proactive = threat == "proactive"
-    inputs = ["whiten" if o["w"] else "standardize"] if "w" in o else input_kinds(fid.attack_input)
+    inputs = [o["w"]] if "w" in o else input_kinds(fid.attack_input)
     train = data.train.take(o.get("n", fid.attack_images(threat)), DATA_SEED)
     val = data.val.take(fid.n_val, DATA_SEED)
     t0 = time.perf_counter()
@@ -147,7 +146,7 @@ def variant_attack(encoder, priors: Priors, data, fid, args, spec: str, threat: 
     for name in inputs:
         _, feats, feats_val = read_as(name, *raw)
         if kind == "prior":
-            prior, expected = priors.get(name == "whiten")
+            prior, expected = priors.get(name)
             if prior is None:
                 raise ValueError("a 'prior' variant needs a fidelity with prior_epochs > 0")
             res = invert(encoder, feats, train.x, feats_val, val.x, **common, prior=prior,
@@ -196,7 +195,7 @@ def reference_attack(encoder, priors: Priors, data, fid, args, seed: int) -> dic
         _, feats, feats_val = read_as(kind, *raw)
         res = invert(encoder, feats, train.x, feats_val, val.x, metric=args.privacy, epochs=args.ref_epochs,
                      batch_size=fid.batch_size, lr=fid.decoder_lr, seed=seed, selection="full",
-                     prior=priors.get(kind == "whiten")[0], prior_epochs=args.ref_prior_epochs)
+                     prior=priors.get(kind)[0], prior_epochs=args.ref_prior_epochs)
         if best is None or res.privacy_loss > best.privacy_loss:
             best, best_input = res, kind
     return {"ref_ssim": best.ssim, "ref_mse": best.mse, "ref_attacker": best.attacker, "ref_input": best_input,
@@ -223,7 +222,7 @@ def run(args: argparse.Namespace, variants: list[dict] | None = None) -> list[di
             # the evaluation's prior, trained (or loaded) before the timed evaluation: it is paid
             # once per partition
             for kind in input_kinds(fid.attack_input):
-                priors.get(kind == "whiten")
+                priors.get(kind)
             for threat in args.threats:
                 enc, cloud = split(copy.deepcopy(base), p)
                 t0, c0 = time.perf_counter(), time.process_time()

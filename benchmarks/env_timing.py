@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                 for kind in input_kinds(fid.attack_input):  # one prior per input the attacker reads
                     prior_state(base.sub(0, part + 1), ev.data, metric=ev.privacy, epochs=fid.prior_epochs,
                                 batch_size=fid.batch_size, lr=fid.decoder_lr, seed=ev.seed, cache=ev.weights_cache,
-                                whiten=kind == "whiten")
+                                attack_input=kind)
                 prior_times.append(time.perf_counter() - t0)
         report["prior_seconds"] = prior_times
         print(f"attack priors: {len(prior_times)} partitions, {sum(prior_times):.1f} s in all "

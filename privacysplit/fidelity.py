@@ -89,10 +89,13 @@ class Fidelity:
             to it at full scale.  Measured on LeNet/mnist at ``cpu`` fidelity against the
             lambda-16 proactive encoders of ``benchmarks/attack_strength.py`` (README *Attack
             strength*): SSIM 0.896 / 0.474 / 0.467 -> 0.941 / 0.659 / 0.673 at partitions
-            3 / 6 / 8, in about the same time.  On noisy features (``feature_noise``) it is
-            the weaker (partition 3, noise 0.3: 0.716-0.729 against 0.816-0.821), because it
-            rescales the noise with the signal: hence ``"both"``.  ``cpu`` keeps ``"standardize"`` for now (``"cpu:attack_input=whiten"``
-            opts in): switching moves every published privacy number at once.
+            3 / 6 / 8, in about the same time.  On noisy features (``feature_noise``) the
+            whitener discounts the release's known noise (a Wiener gain per direction), and
+            is then within 0.004-0.015 of the standardised attacker, which stays the stronger
+            there (partition 3, noise 0.3, six seeds; without the gain it was 0.08-0.11
+            short): hence ``"both"``, the better of the two at twice the cost.  ``cpu`` keeps
+            ``"standardize"`` for now (``"cpu:attack_input=whiten"`` opts in): switching moves
+            every published privacy number at once, which must then be rerun together.
     """
 
     name: str = "custom"

@@ -31,7 +31,7 @@ from privacysplit._fsutil import atomic_torch_save, ensure_dir, file_lock
 from privacysplit.attacks.decoders import generic_decoder, warm_decoder
 from privacysplit.attacks.fitting import release
 from privacysplit.attacks.inversion import decoder_fitter
-from privacysplit.attacks.whitening import FeatureWhitener
+from privacysplit.attacks.whitening import attack_transform
 from privacysplit.data import Dataset
 from privacysplit.fidelity import Fidelity
 from privacysplit.models import Network
@@ -55,9 +55,10 @@ def prior_folder(cache: str | Path | None = None) -> Path:
 
 
 def prior_key(base_encoder: Network, data: Dataset, *, metric: str, epochs: int, batch_size: int, lr: float,
-              seed: int, whiten: bool = False) -> str:
+              seed: int, attack_input: str = "standardize") -> str:
     """A hash of everything the prior's weights depend on (weights, layers, data, training,
-    and whether it reads whitened features: ``Fidelity.attack_input``)."""
+    and the input it reads: ``Fidelity.attack_input``; standardised priors keep the key they
+    had before there was a choice, whitened ones the key they had as a flag)."""
     h = hashlib.sha256()
     for name, tensor in sorted(base_encoder.state_dict().items()):
         h.update(name.encode())
@@ -66,17 +67,24 @@ def prior_key(base_encoder: Network, data: Dataset, *, metric: str, epochs: int,
     h.update(json.dumps({
         "layers": [str(s) for s in base_encoder.layers], "data": data.name, "fingerprint": str(fingerprint),
         "metric": metric, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-        "version": PRIOR_VERSION, **({"whiten": True} if whiten else {}),
+        "version": PRIOR_VERSION, **_input_key(attack_input),
     }, sort_keys=True).encode())
     return h.hexdigest()[:24]
 
 
+def _input_key(attack_input: str) -> dict:
+    if attack_input == "standardize":
+        return {}
+    return {"whiten": True} if attack_input == "whiten" else {"input": attack_input}
+
+
 def _train(base_encoder: Network, data: Dataset, metric: str, epochs: int, batch_size: int, lr: float,
-           seed: int, device: torch.device, whiten: bool = False) -> dict[str, torch.Tensor]:
+           seed: int, device: torch.device, attack_input: str = "standardize") -> dict[str, torch.Tensor]:
     x = data.train.x.to(device)
     feats = release(base_encoder.to(device), x, data.normalize)
-    if whiten:  # the base features whitened on themselves (FeatureWhitener)
-        feats = FeatureWhitener(feats)(feats)
+    transform = attack_transform(attack_input, feats)
+    if transform is not None:  # the base features read through a transform fitted on themselves
+        feats = transform(feats)
     torch.manual_seed(seed + 6700417)
     decoder = generic_decoder(feats, x).to(device)
     decoder_fitter(decoder, feats, x, metric=metric, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -96,20 +104,22 @@ def prior_state(
     seed: int = 0,
     cache: str | Path | None | bool = None,
     device: str | torch.device = "cpu",
-    whiten: bool = False,
+    attack_input: str = "standardize",
 ) -> dict[str, torch.Tensor]:
     """The prior decoder's weights (without standardiser): memo, then disk, then trained.
 
-    ``cache=False`` keeps it in memory only.  ``whiten``: trained on the base features
-    whitened on themselves, for an attacker that whitens what it reads.
+    ``cache=False`` keeps it in memory only.  ``attack_input`` other than ``"standardize"``:
+    trained on the base features read through that input's transform
+    (:func:`~privacysplit.attacks.whitening.attack_transform`, fitted on themselves), for an
+    attacker that reads its features that way.
     """
     key = prior_key(base_encoder, data, metric=metric, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                    whiten=whiten)
+                    attack_input=attack_input)
     if key in _MEMO:
         return _MEMO[key]
     dev = torch.device(device)
     if cache is False:
-        state = _train(base_encoder, data, metric, epochs, batch_size, lr, seed, dev, whiten)
+        state = _train(base_encoder, data, metric, epochs, batch_size, lr, seed, dev, attack_input)
     else:
         folder = ensure_dir(prior_folder(cache), "attack-prior folder")
         path = folder / f"{key}.pt"
@@ -121,7 +131,7 @@ def prior_state(
                 except Exception:  # noqa: BLE001 - a broken file is retrained and replaced
                     state = None
             if state is None:
-                state = _train(base_encoder, data, metric, epochs, batch_size, lr, seed, dev, whiten)
+                state = _train(base_encoder, data, metric, epochs, batch_size, lr, seed, dev, attack_input)
                 atomic_torch_save(state, path)
     _MEMO[key] = state
     return state
@@ -129,7 +139,7 @@ def prior_state(
 
 
 def attack_prior(base_encoder: Network, data: Dataset, fidelity: Fidelity, *, metric: str, seed: int = 0,
-                 whiten: bool = False, cache: str | Path | None | bool = None,
+                 attack_input: str = "standardize", cache: str | Path | None | bool = None,
                  device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], float]:
     """The prior a measuring attacker of ``fidelity`` starts from (:func:`prior_state` with the
     fidelity's prior epochs, batch size and decoder rate) and its expected score on the base
@@ -137,20 +147,20 @@ def attack_prior(base_encoder: Network, data: Dataset, fidelity: Fidelity, *, me
     benchmark repeating its attack, both read."""
     state = prior_state(base_encoder, data, metric=metric, epochs=fidelity.prior_epochs,
                         batch_size=fidelity.batch_size, lr=fidelity.decoder_lr, seed=seed, cache=cache,
-                        device=device, whiten=whiten)
+                        device=device, attack_input=attack_input)
     return state, prior_score(base_encoder, data, state, metric=metric, n_val=fidelity.n_val, seed=seed,
-                              device=device, whiten=whiten)
+                              device=device, attack_input=attack_input)
 
 
 @torch.no_grad()
 def prior_score(base_encoder: Network, data: Dataset, state: dict[str, torch.Tensor], *, metric: str,
                 n_val: int | None = None, seed: int = 0, device: str | torch.device = "cpu",
-                whiten: bool = False) -> float:
+                attack_input: str = "standardize") -> float:
     """The prior's held-out score on the *base* features (SSIM, or -MSE): what it achieves
     on the features it was trained for, against which a plan's features are compared
-    (``whiten``: a prior of :func:`prior_state` ``(whiten=True)``, read through the whitener
-    it was trained behind)."""
-    key = (hash(tuple(v.data_ptr() for v in state.values())), metric, n_val, seed, whiten)
+    (``attack_input``: a prior of :func:`prior_state` with that input, read through the
+    transform it was trained behind)."""
+    key = (hash(tuple(v.data_ptr() for v in state.values())), metric, n_val, seed, attack_input)
     cached = _SCORES.get(str(key))
     if cached is not None:
         return cached
@@ -160,10 +170,11 @@ def prior_score(base_encoder: Network, data: Dataset, state: dict[str, torch.Ten
     xv = data.val.take(n_val, seed).x.to(dev)
     x = data.train.x.to(dev)
     feats = release(base_encoder.to(dev), xv, data.normalize)
-    train_feats = release(base_encoder, x if whiten else x[:2048], data.normalize)  # (unwhitened: as before)
-    if whiten:
-        whitener = FeatureWhitener(train_feats)
-        feats, train_feats = whitener(feats), whitener(train_feats)
+    plain = attack_input == "standardize"
+    train_feats = release(base_encoder, x[:2048] if plain else x, data.normalize)  # (standardised: as before)
+    transform = attack_transform(attack_input, train_feats)
+    if transform is not None:
+        feats, train_feats = transform(feats), transform(train_feats)
     decoder = warm_decoder(state, train_feats[:2048], x[:2048])
     if decoder is None:
         return float("nan")

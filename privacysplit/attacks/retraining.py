@@ -441,13 +441,13 @@ def evaluate_split(
     gen = torch.Generator().manual_seed(seed)
     phases = {"data_seconds": 0.0, "prior_seconds": 0.0, "select_seconds": 0.0, "fit_seconds": 0.0,
               "measure_seconds": 0.0}
-    inputs = input_kinds(fid.attack_input)  # what the attacker reads: standardised, whitened or both
+    inputs = input_kinds(fid.attack_input)  # what the attacker reads: standardised, whitened, stacked or both
     priors: dict[str, tuple[dict, float]] = {}
     if prior_encoder is not None and privacy != "property" and fid.prior_epochs > 0:
         t = time.perf_counter()
         for kind in inputs:
             priors[kind] = attack_prior(prior_encoder, data, fid, metric=privacy, seed=subset_seed,
-                                        whiten=kind == "whiten", cache=prior_cache, device=dev)
+                                        attack_input=kind, cache=prior_cache, device=dev)
         phases["prior_seconds"] = time.perf_counter() - t
     # seeded after the prior, not before: training the prior (a cache miss) draws from the global
     # generator and reading it (a hit) does not, and retraining draws from it wherever it adds
@@ -497,9 +497,10 @@ def evaluate_split(
         return _failure("the encoder's features are not finite", privacy, t_train, time.perf_counter() - t1)
     if fid.attack_input != "standardize":
         result["attack_input"] = fid.attack_input
+    noise_var = (feature_noise * std) ** 2 if feature_noise > 0 else 0.0  # the release's noise, known to it
     best, steps = None, 0
     for kind in inputs:  # each input its own attacker (and prior); the one that recovers more counts
-        transform, f, fv = read_as(kind, feats, feats_val)  # fitted on the attacker's own features
+        transform, f, fv = read_as(kind, feats, feats_val, noise_var)  # fitted on the attacker's own features
         if privacy == "property":
             att = infer_property(f, data.labels(aux, private).to(dev), fv, data.labels(val, private).to(dev),
                                  data.num_classes(private), epochs=fid.n_d, batch_size=fid.batch_size,

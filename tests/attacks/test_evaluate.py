@@ -13,6 +13,7 @@ from privacysplit.attacks import evaluate_split, invert
 from privacysplit.attacks.fitting import release
 from privacysplit.attacks.metrics import ssim_loss, ssim_skimage
 from privacysplit.attacks.samples import decode_samples
+from privacysplit.attacks.whitening import read_as
 from privacysplit.data import make_dataset
 from privacysplit.fidelity import get_fidelity
 from privacysplit.models import LayerSpec, Network, build, split
@@ -253,3 +254,27 @@ def test_whitened_attack_input_reads_the_same_encoder_through_a_whitener(mnist, 
     with torch.no_grad():
         recon = white["attacker_model"](release(enc, shown, mnist.normalize)).clamp(0, 1).mul(255).round()
     assert (recon - kept).abs().max() <= 1.0
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.5])
+def test_whitened_attacker_discounts_the_release_noise_it_knows(mnist, lenet, noise, monkeypatch):
+    """Under ``feature_noise`` the whitening attacker fits its whitener with the release's
+    noise variance, ``(noise x the clean features' std)^2`` (the Wiener gain of
+    :class:`FeatureWhitener`), so it does not blow noise-only directions up; without noise it is
+    the plain whitener."""
+    import privacysplit.attacks.retraining as retraining
+
+    seen = []
+
+    def spy(kind, feats, feats_val, noise_var=0.0):
+        seen.append(noise_var)
+        return read_as(kind, feats, feats_val, noise_var)
+
+    monkeypatch.setattr(retraining, "read_as", spy)
+    p = 5
+    enc, cloud = split(copy.deepcopy(lenet), p)
+    evaluate_split(enc, cloud, mnist, fidelity=get_fidelity("smoke:prior_epochs=1:n_d=1:attack_input=whiten"),
+                   seed=0, feature_noise=noise, prior_encoder=lenet.sub(0, p + 1), prior_cache=False)
+    clean = release(enc, mnist.train.take(SMOKE.n_train, 0).x, mnist.normalize)
+    assert seen == [pytest.approx((noise * float(clean.std())) ** 2, rel=1e-6)]
+    assert (seen[0] > 0) == (noise > 0)

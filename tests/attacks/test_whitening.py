@@ -83,3 +83,23 @@ def test_whitening_recovers_detail_hidden_in_small_directions(mnist):
                      decoders=("generic",), selection="full")
         scores[name] = res.ssim
     assert scores["whitened"] > scores["standardized"] + 0.2, scores
+
+
+def test_known_noise_keeps_each_direction_by_its_share_of_signal():
+    """``noise_var``: a direction of signal variance ``s`` under the release's noise of
+    variance ``n`` comes out at variance ``s / (s + n)`` (the Wiener gain on top of whitening),
+    so directions of pure noise are dropped instead of blown up to unit variance; without it
+    every direction, noise or not, comes out at unit variance."""
+    g = torch.Generator().manual_seed(4)
+    signal_var, noise_var = torch.tensor([4.0, 1.0, 0.25], dtype=torch.float64), 0.25
+    q, _ = torch.linalg.qr(torch.randn(8, 8, generator=g, dtype=torch.float64))
+    z = torch.randn(20000, 3, generator=g, dtype=torch.float64) * signal_var.sqrt()
+    feats = (z @ q[:, :3].T + noise_var ** 0.5 * torch.randn(20000, 8, generator=g, dtype=torch.float64)).float()
+
+    def spectrum(whitener: FeatureWhitener) -> torch.Tensor:
+        return torch.linalg.eigvalsh(torch.cov(_rows(whitener(feats)).T)).flip(0)
+
+    expected = torch.cat([signal_var / (signal_var + noise_var), torch.zeros(5, dtype=torch.float64)])
+    assert (spectrum(FeatureWhitener(feats, noise_var=noise_var)) - expected).abs().max() < 0.05
+    assert (spectrum(FeatureWhitener(feats)) - 1).abs().max() < 0.05
+    assert torch.equal(FeatureWhitener(feats, noise_var=0.0).matrix, FeatureWhitener(feats).matrix)

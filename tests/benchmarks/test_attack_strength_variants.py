@@ -13,7 +13,7 @@ def test_variant_specs_parse_and_typos_are_refused(benchmark_module):
     parse = benchmark_module("attack_strength").parse_variant
     assert parse("prior:n=all:e=3:ft=1:r=4:lr=2") == ("prior", {"n": None, "e": 3, "ft": 1, "r": 4, "lr": 2.0})
     assert parse("generic:n=500:b=32") == ("generic", {"n": 500, "b": 32})
-    assert parse("prior:w=1") == ("prior", {"w": True}) and parse("generic:w=0") == ("generic", {"w": False})
+    assert parse("prior:w=1") == ("prior", {"w": "whiten"}) and parse("generic:w=0") == ("generic", {"w": "standardize"})
     with pytest.raises(ValueError, match="valid: prior, mirror, generic"):
         parse("priors:e=3")
     with pytest.raises(ValueError, match="valid keys: n, e, ft, r, b, lr, w"):
