@@ -62,7 +62,7 @@ from privacysplit.attacks import evaluate_split, invert
 from privacysplit.attacks.decoders import DECODERS
 from privacysplit.attacks.fitting import release
 from privacysplit.attacks.prior import attack_prior
-from privacysplit.attacks.whitening import input_kinds, read_as
+from privacysplit.attacks.whitening import input_kinds, read_as, reference_inputs
 from privacysplit.data import load_dataset
 from privacysplit.fidelity import get_fidelity
 from privacysplit.models import split
@@ -190,7 +190,7 @@ def reference_attack(encoder, priors: Priors, data, fid, args, seed: int) -> dic
     t0 = time.perf_counter()
     raw = release(encoder, train.x, data.normalize), release(encoder, val.x, data.normalize)
     best, best_input = None, None
-    inputs = args.reference_inputs or ["standardize", *(["whiten"] if fid.attack_input != "standardize" else [])]
+    inputs = args.reference_inputs or reference_inputs(fid.attack_input)
     for kind in inputs:
         _, feats, feats_val = read_as(kind, *raw)
         res = invert(encoder, feats, train.x, feats_val, val.x, metric=args.privacy, epochs=args.ref_epochs,

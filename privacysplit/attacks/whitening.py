@@ -104,6 +104,14 @@ def input_kinds(attack_input: str) -> tuple[str, ...]:
     return ("standardize", "whiten") if attack_input == "both" else (attack_input,)
 
 
+def reference_inputs(attack_input: str) -> tuple[str, ...]:
+    """The inputs a benchmark's slow reference attacker reads for a fidelity whose measuring
+    attacker reads ``attack_input``: standardised features always (the reference of earlier
+    runs), whitened ones as well when the measuring attacker whitens; the better counts, so the
+    reference stays at least as strong as the attacker it checks."""
+    return ("standardize",) if attack_input == "standardize" else ("standardize", "whiten")
+
+
 def attack_transform(kind: str, feats: torch.Tensor, noise_var: float = 0.0) -> nn.Module | None:
     """The transform ``Fidelity.attack_input`` names, fitted on ``feats`` (``None`` for
     ``"standardize"``: the decoders standardise by themselves); ``noise_var``: the variance of

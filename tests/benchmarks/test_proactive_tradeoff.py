@@ -31,3 +31,23 @@ def test_noise_sweep_runs_every_setting_at_every_noise_and_attacks_the_noisy_rel
 def test_negative_noise_is_refused(benchmark_module, tmp_path):
     with pytest.raises(SystemExit):
         benchmark_module("proactive_tradeoff").main(["--noises", "0,-0.5", "--out", str(tmp_path / "x")])
+
+
+def test_the_reference_reads_whitened_features_too_when_the_attacker_does(benchmark_module, cache_root, tmp_path):
+    """Under a whitening fidelity the reference attacks the same noisy release standardised and
+    whitened (discounting the noise) and keeps the better: never weaker than the standardised
+    reference alone, and it names the input that won."""
+    def ref(fidelity: str) -> dict:
+        out = tmp_path / fidelity.replace(":", "_").replace("=", "_")
+        benchmark_module("proactive_tradeoff").main([
+            "--fidelity", fidelity, "--partitions", "3", "--lambdas", "4", "--noises", "0.5",
+            "--reference-lambdas", "4", "--ref-epochs", "1", "--ref-prior-epochs", "0", "--cache", cache_root,
+            "--out", str(out)])
+        with open(out / "proactive_tradeoff.csv", newline="") as f:
+            return next(r for r in csv.DictReader(f) if r["threat"] == "proactive")
+
+    plain, white = ref("smoke"), ref("smoke:attack_input=whiten")
+    assert plain["ref_input"] == "standardize" and white["ref_input"] in ("standardize", "whiten")
+    assert plain["accuracy"] == white["accuracy"]  # the same encoder
+    assert float(white["ref_ssim"]) >= float(plain["ref_ssim"])
+    assert (white["ref_input"] == "standardize") == (white["ref_ssim"] == plain["ref_ssim"])
