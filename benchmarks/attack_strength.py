@@ -67,6 +67,7 @@ from privacysplit.data import load_dataset
 from privacysplit.fidelity import get_fidelity
 from privacysplit.models import split
 from privacysplit.reporting import add_output_arguments, resolve_output
+from privacysplit.specs import split_spec
 from privacysplit.training import pretrained_base
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,15 +94,14 @@ VARIANT_FIELDS = ["network", "partition", "threat", "variant", "images", "ssim",
 def parse_variant(spec: str) -> tuple[str, dict]:
     """``"prior:n=all:e=3"`` -> ``("prior", {"n": None, "e": 3})``; a ``ValueError`` naming the
     valid kinds or keys for anything else (a typo must not quietly run the default attack)."""
-    kind, *pairs = spec.split(":")
+    kind, pairs = split_spec(spec, "attack variant")
     kinds = ("prior", *DECODERS)
     if kind not in kinds:
         raise ValueError(f"unknown attack variant kind {kind!r} in {spec!r}; valid: {', '.join(kinds)}")
     options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or key not in VARIANT_KEYS:
-            raise ValueError(f"bad attack variant option {pair!r} in {spec!r}; valid keys: {', '.join(VARIANT_KEYS)}")
+    for key, value in pairs:
+        if key not in VARIANT_KEYS:
+            raise ValueError(f"bad attack variant option {key!r} in {spec!r}; valid keys: {', '.join(VARIANT_KEYS)}")
         try:
             options[key] = VARIANT_KEYS[key](value)
         except (ValueError, KeyError):

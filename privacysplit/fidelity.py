@@ -28,6 +28,8 @@ import os
 import sys
 from dataclasses import asdict, dataclass, fields, replace
 
+from privacysplit.specs import split_spec
+
 
 @dataclass(frozen=True)
 class Fidelity:
@@ -260,7 +262,7 @@ def fidelity_from_spec(spec: str | Fidelity) -> Fidelity:
     """
     if isinstance(spec, Fidelity):
         return spec
-    preset, *changes = str(spec).split(":")
+    preset, changes = split_spec(spec, "fidelity")
     if preset not in FIDELITIES:
         raise ValueError(f"unknown fidelity {preset!r}; valid presets: {', '.join(FIDELITIES)} "
                          "(optionally with :field=value changes, or pass a privacysplit.Fidelity)")
@@ -268,8 +270,7 @@ def fidelity_from_spec(spec: str | Fidelity) -> Fidelity:
         return FIDELITIES[preset]
     annotations = {f.name: str(f.type) for f in fields(Fidelity) if f.name != "name"}
     values: dict = {}
-    for change in changes:
-        key, _, text = change.partition("=")
+    for key, text in changes:
         if key not in annotations:
             raise ValueError(f"unknown fidelity field {key!r} in {spec!r}; valid fields: {', '.join(annotations)}")
         values[key] = _parse_field(key, annotations[key], text, spec)

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 from privacysplit.agents.base import BaseSearcher, Searcher, SearchRun
 from privacysplit.agents.result import HISTORY_COLUMNS, SearchResult
+from privacysplit.specs import split_spec
 
 
 class _Registry(Mapping):
@@ -89,14 +90,7 @@ def agent_options(spec: str) -> dict:
     (``--searchers random,bilstm:entropy_coef=0.01``), and a tuned variant must be as easy to
     compare as a stock one, in the same table, under a name that says what was changed.
     """
-    options: dict = {}
-    for change in str(spec).split(":")[1:]:
-        key, sep, text = change.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"agent spec {spec!r}: {change!r} is not option=value")
-        options[key] = _literal(text)
-    return options
+    return {key: _literal(text) for key, text in split_spec(spec, "agent")[1]}
 
 
 def _literal(text: str):
