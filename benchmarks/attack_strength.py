@@ -140,7 +140,8 @@ def variant_attack(encoder, priors: Priors, data, fid, args, spec: str, threat: 
     val = data.val.take(fid.n_val, DATA_SEED)
     t0 = time.perf_counter()
     raw = release(encoder, train.x, data.normalize), release(encoder, val.x, data.normalize)
-    common = dict(metric=args.privacy, epochs=o.get("e", fid.n_d), batch_size=o.get("b", fid.batch_size),
+    n_d, finetune = fid.attack_epochs(threat, len(train.x))  # the evaluation's, for these images
+    common = dict(metric=args.privacy, epochs=o.get("e", n_d), batch_size=o.get("b", fid.batch_size),
                   lr=fid.decoder_lr * o.get("lr", 1.0), seed=seed)
     best = None
     for name in inputs:
@@ -150,7 +151,7 @@ def variant_attack(encoder, priors: Priors, data, fid, args, spec: str, threat: 
             if prior is None:
                 raise ValueError("a 'prior' variant needs a fidelity with prior_epochs > 0")
             res = invert(encoder, feats, train.x, feats_val, val.x, **common, prior=prior,
-                         prior_epochs=o.get("ft", fid.prior_finetune), prior_score=expected,
+                         prior_epochs=o.get("ft", finetune), prior_score=expected,
                          shift_attack=fid.shift_attack, restarts=o.get("r", fid.proactive_restarts if proactive else 0))
         else:
             res = invert(encoder, feats, train.x, feats_val, val.x, **common, decoders=(kind,), selection="full")

@@ -56,3 +56,18 @@ def test_attack_images_follow_the_threat_and_proactive_aux():
     assert (cpu.attack_images("reactive"), cpu.attack_images("proactive")) == (2000, 2000)
     assert (split.attack_images("reactive"), split.attack_images("proactive")) == (2000, None)
     assert split.with_(n_train=None).attack_images("reactive") is None
+
+
+def test_split_steps_gives_the_proactive_attacker_the_whole_split_at_the_subsets_steps():
+    """``proactive_aux="split_steps"``: the whole split under the proactive threat, with
+    ``n_d`` and ``prior_finetune`` scaled down so the optimiser takes the subset's steps;
+    the reactive attacker, and any attacker on no more images than ``n_train``, unchanged."""
+    steps = get_fidelity("cpu:proactive_aux=split_steps")
+    assert steps.key() not in (FIDELITIES["cpu"].key(), get_fidelity("cpu:proactive_aux=split").key())
+    assert (steps.attack_images("proactive"), steps.attack_images("reactive")) == (None, 2000)
+    assert steps.attack_epochs("proactive", 4000) == (3, 1)  # 6 and 2 epochs on 2,000 images
+    assert steps.attack_epochs("proactive", 6000) == (2, 1)  # rounded up, one epoch past the fine-tune
+    assert steps.attack_epochs("reactive", 4000) == (6, 2)
+    assert steps.attack_epochs("proactive", 2000) == (6, 2)
+    assert get_fidelity("cpu:proactive_aux=split").attack_epochs("proactive", 4000) == (6, 2)
+    assert steps.with_(prior_finetune=0).attack_epochs("proactive", 4000) == (3, 0)

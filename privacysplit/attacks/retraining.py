@@ -497,22 +497,23 @@ def evaluate_split(
         return _failure("the encoder's features are not finite", privacy, t_train, time.perf_counter() - t1)
     if fid.attack_input != "standardize":
         result["attack_input"] = fid.attack_input
+    n_d, finetune = fid.attack_epochs(threat, len(xa))  # (scaled under ``proactive_aux="split_steps"``)
     noise_var = (feature_noise * std) ** 2 if feature_noise > 0 else 0.0  # the release's noise, known to it
     best, steps = None, 0
     for kind in inputs:  # each input its own attacker (and prior); the one that recovers more counts
         transform, f, fv = read_as(kind, feats, feats_val, noise_var)  # fitted on the attacker's own features
         if privacy == "property":
             att = infer_property(f, data.labels(aux, private).to(dev), fv, data.labels(val, private).to(dev),
-                                 data.num_classes(private), epochs=fid.n_d, batch_size=fid.batch_size,
+                                 data.num_classes(private), epochs=n_d, batch_size=fid.batch_size,
                                  lr=fid.decoder_lr, seed=seed)
             if att.diverged:
                 continue
             loss = att.accuracy
         else:
             prior, expected = priors.get(kind, (None, None))
-            att = invert(encoder, f, xa, fv, xv, metric=privacy, epochs=fid.n_d,
+            att = invert(encoder, f, xa, fv, xv, metric=privacy, epochs=n_d,
                          batch_size=fid.batch_size, lr=fid.decoder_lr, seed=seed, prior=prior,
-                         prior_epochs=fid.prior_finetune, prior_score=expected, shift_attack=fid.shift_attack,
+                         prior_epochs=finetune, prior_score=expected, shift_attack=fid.shift_attack,
                          restarts=fid.proactive_restarts if threat == "proactive" else 0)
             if att.decoder is None:
                 continue

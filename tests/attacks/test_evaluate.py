@@ -278,3 +278,33 @@ def test_whitened_attacker_discounts_the_release_noise_it_knows(mnist, lenet, no
     clean = release(enc, mnist.train.take(SMOKE.n_train, 0).x, mnist.normalize)
     assert seen == [pytest.approx((noise * float(clean.std())) ** 2, rel=1e-6)]
     assert (seen[0] > 0) == (noise > 0)
+
+
+def test_split_steps_attacks_proactive_encoders_with_the_whole_split_at_the_subsets_epochs(
+        mnist, lenet, monkeypatch):
+    """``proactive_aux="split_steps"``: under the proactive threat the measuring attacker
+    reads the whole training split for the epochs ``Fidelity.attack_epochs`` scales down
+    (``n_d`` 4 with a fine-tune of 2 on 128 images: on the split, a fine-tune of 1 and the one
+    epoch past it that is always left); the same retrained encoder as ``"split"``."""
+    import privacysplit.attacks.retraining as retraining
+
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append((len(args[2]), kwargs["epochs"], kwargs["prior_epochs"]))
+        return invert(*args, **kwargs)
+
+    monkeypatch.setattr(retraining, "invert", spy)
+    p = 5
+
+    def run(fid):
+        enc, cloud = split(copy.deepcopy(lenet), p)
+        return evaluate_split(enc, cloud, mnist, fidelity=get_fidelity(fid), threat="proactive", seed=0,
+                              prior_encoder=lenet.sub(0, p + 1), prior_cache=False)
+
+    whole = run("smoke:prior_epochs=1:n_d=4:prior_finetune=2:proactive_aux=split")
+    steps = run("smoke:prior_epochs=1:n_d=4:prior_finetune=2:proactive_aux=split_steps")
+    n = len(mnist.train)
+    assert calls == [(n, 4, 2), (n, 2, 1)]
+    assert whole["attack_images"] == steps["attack_images"] == n
+    assert whole["accuracy"] == steps["accuracy"]
