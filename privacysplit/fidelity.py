@@ -83,8 +83,9 @@ class Fidelity:
             up; :meth:`attack_epochs`): more distinct images at the same compute.  With the
             whitened input (``attack_input="whiten"``), the same encoders: 0.946 / 0.719 /
             0.705 against the subset's 0.941 / 0.659 / 0.673 and the whitened reference's
-            0.957 / 0.747 / 0.717, for 5-10 s of attack either way (``"split"``: 0.955 /
-            0.730 / 0.706 for 10-16 s).  ``cpu`` keeps ``"subset"`` for now
+            0.957 / 0.747 / 0.717, at 1-1.2x the subset's attack time (the same steps per
+            round; one more warm restart where it still gains) (``"split"``: 0.955 / 0.730 /
+            0.706 at 1.5-2x).  ``cpu`` keeps ``"subset"`` for now
             (``"cpu:proactive_aux=split"`` opts in): switching moves every published
             proactive number at once, which must then be rerun together.
         attack_input: how the measuring attacker (and its prior) prepares the released
@@ -177,7 +178,8 @@ class Fidelity:
     def attack_images(self, threat: str) -> int | None:
         """How many training images the measuring attacker gets under ``threat`` (the size
         ``Dataset.take`` is called with; ``None`` = the whole split): ``n_train``, or the
-        whole split under the proactive threat with ``proactive_aux="split"``.  One rule for
+        whole split under the proactive threat with ``proactive_aux="split"`` or
+        ``"split_steps"``.  One rule for
         the evaluation and for the benchmarks that repeat its attack."""
         return None if threat == "proactive" and self.proactive_aux != "subset" else self.n_train
 

@@ -73,6 +73,8 @@ def prior_key(base_encoder: Network, data: Dataset, *, metric: str, epochs: int,
 
 
 def _input_key(attack_input: str) -> dict:
+    """What ``attack_input`` adds to a prior's key: nothing for the standardised prior, the
+    old flag for the whitened one (their files stay valid), the name for any later input."""
     if attack_input == "standardize":
         return {}
     return {"whiten": True} if attack_input == "whiten" else {"input": attack_input}

@@ -441,7 +441,7 @@ def evaluate_split(
     gen = torch.Generator().manual_seed(seed)
     phases = {"data_seconds": 0.0, "prior_seconds": 0.0, "select_seconds": 0.0, "fit_seconds": 0.0,
               "measure_seconds": 0.0}
-    inputs = input_kinds(fid.attack_input)  # what the attacker reads: standardised, whitened, stacked or both
+    inputs = input_kinds(fid.attack_input)  # what the attacker reads: standardised, whitened or both
     priors: dict[str, tuple[dict, float]] = {}
     if prior_encoder is not None and privacy != "property" and fid.prior_epochs > 0:
         t = time.perf_counter()
