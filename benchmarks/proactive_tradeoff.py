@@ -55,8 +55,8 @@ from privacysplit.training import pretrained_base
 ROOT = Path(__file__).resolve().parents[1]
 
 FIELDS = ["network", "partition", "layer", "privacy", "threat", "game", "adv_lambda", "feature_noise", "accuracy", "leakage", "ssim",
-          "mse", "property_accuracy", "property_chance", "attacker", "score_prior", "score_prior_tuned", "ref_ssim",
-          "ref_mse", "ref_attacker", "ref_input", "train_seconds", "attack_seconds"]
+          "mse", "property_accuracy", "property_chance", "attacker", "attack_input_won", "score_prior",
+          "score_prior_tuned", "ref_ssim", "ref_mse", "ref_attacker", "ref_input", "train_seconds", "attack_seconds"]
 DATA_SEED = 0
 N_IMG = 6
 
@@ -136,6 +136,12 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
     return rows, samples
 
 
+def _attacker(row: dict) -> str:
+    """The winning decoder, and under ``attack_input="both"`` the input it read."""
+    won = row.get("attack_input_won")
+    return f"{row.get('attacker', '')} ({won})" if won else str(row.get("attacker", ""))
+
+
 def _tile(x: torch.Tensor) -> np.ndarray:
     imgs = x.detach().cpu().numpy()
     imgs = imgs[:, 0] if imgs.shape[1] == 1 else imgs.mean(1)
@@ -167,7 +173,7 @@ def write(rows: list[dict], samples: dict, args: argparse.Namespace) -> None:
     for r in rows:
         ref = f"{r['ref_ssim']:.3f}" if isinstance(r.get("ref_ssim"), float) else ""
         lines.append(f"| {r['partition']} | {r['threat']} | {r['adv_lambda']} | {r['feature_noise']:g} | {r['accuracy']:.3f} "
-                     f"| {r['leakage']:.3f} | {r.get('attacker', '')} | {ref} | {r.get('train_seconds', 0):.1f} |")
+                     f"| {r['leakage']:.3f} | {_attacker(r)} | {ref} | {r.get('train_seconds', 0):.1f} |")
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

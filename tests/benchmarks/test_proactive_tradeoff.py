@@ -44,10 +44,15 @@ def test_the_reference_reads_whitened_features_too_when_the_attacker_does(benchm
             "--reference-lambdas", "4", "--ref-epochs", "1", "--ref-prior-epochs", "0", "--cache", cache_root,
             "--out", str(out)])
         with open(out / "proactive_tradeoff.csv", newline="") as f:
-            return next(r for r in csv.DictReader(f) if r["threat"] == "proactive")
+            row = next(r for r in csv.DictReader(f) if r["threat"] == "proactive")
+        return {**row, "md": (out / "proactive_tradeoff.md").read_text()}
 
     plain, white = ref("smoke"), ref("smoke:attack_input=whiten")
     assert plain["ref_input"] == "standardize" and white["ref_input"] in ("standardize", "whiten")
+    assert plain["attack_input_won"] == white["attack_input_won"] == ""  # one input: nothing to name
     assert plain["accuracy"] == white["accuracy"]  # the same encoder
     assert float(white["ref_ssim"]) >= float(plain["ref_ssim"])
     assert (white["ref_input"] == "standardize") == (white["ref_ssim"] == plain["ref_ssim"])
+    both = ref("smoke:attack_input=both")  # two attackers: the table names the input that won
+    assert both["attack_input_won"] in ("standardize", "whiten")
+    assert f"{both['attacker']} ({both['attack_input_won']})" in both["md"]
