@@ -36,7 +36,8 @@ def test_negative_noise_is_refused(benchmark_module, tmp_path):
 def test_the_reference_reads_whitened_features_too_when_the_attacker_does(benchmark_module, cache_root, tmp_path):
     """Under a whitening fidelity the reference attacks the same noisy release standardised and
     whitened (discounting the noise) and keeps the better: never weaker than the standardised
-    reference alone, and it names the input that won."""
+    reference alone, and it names the input that won; under ``both`` the fresh attacker's
+    winning input is named too."""
     def ref(fidelity: str) -> dict:
         out = tmp_path / fidelity.replace(":", "_").replace("=", "_")
         benchmark_module("proactive_tradeoff").main([
