@@ -74,10 +74,12 @@ def prior_key(base_encoder: Network, data: Dataset, *, metric: str, epochs: int,
 
 def _input_key(attack_input: str) -> dict:
     """What ``attack_input`` adds to a prior's key: nothing for the standardised prior, the
-    old flag for the whitened one (their files stay valid), the name for any later input."""
-    if attack_input == "standardize":
-        return {}
-    return {"whiten": True} if attack_input == "whiten" else {"input": attack_input}
+    old flag for the whitened one (their files stay valid).  Any other name is refused here,
+    before a cached prior of another input could be returned under it."""
+    keys = {"standardize": {}, "whiten": {"whiten": True}}
+    if attack_input not in keys:
+        raise ValueError(f"a prior reads one input: {', '.join(keys)}; got {attack_input!r}")
+    return keys[attack_input]
 
 
 def _train(base_encoder: Network, data: Dataset, metric: str, epochs: int, batch_size: int, lr: float,

@@ -103,3 +103,14 @@ def test_known_noise_keeps_each_direction_by_its_share_of_signal():
     assert (spectrum(FeatureWhitener(feats, noise_var=noise_var)) - expected).abs().max() < 0.05
     assert (spectrum(FeatureWhitener(feats)) - 1).abs().max() < 0.05
     assert torch.equal(FeatureWhitener(feats, noise_var=0.0).matrix, FeatureWhitener(feats).matrix)
+
+
+def test_a_prior_refuses_an_input_it_cannot_read(mnist):
+    """``"both"`` is two attackers, each with its own prior: asking for one prior under it (or a
+    typo) is an error, not the standardised prior's cached file returned under another name."""
+    from privacysplit.attacks.prior import prior_key
+    from privacysplit.models import build
+
+    net = build("lenet")
+    with pytest.raises(ValueError, match="a prior reads one input: standardize, whiten"):
+        prior_key(net, mnist, metric="ssim", epochs=1, batch_size=64, lr=1e-3, seed=0, attack_input="both")
