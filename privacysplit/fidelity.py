@@ -85,14 +85,15 @@ class Fidelity:
             0.705 against the subset's 0.941 / 0.659 / 0.673 and the whitened reference's
             0.957 / 0.747 / 0.717, at 1-1.2x the subset's attack time (the same steps per
             round; one more warm restart where it still gains) (``"split"``: 0.955 / 0.730 /
-            0.706 at 1.5-2x).  ``cpu`` keeps ``"subset"`` for now
-            (``"cpu:proactive_aux=split"`` opts in): switching moves every published
-            proactive number at once, which must then be rerun together.
+            0.706 at 1.5-2x).  ``cpu`` uses ``"split_steps"`` since evaluation version 6
+            (``"cpu:proactive_aux=subset"`` is version 5's attacker on that footing).
         attack_input: how the measuring attacker (and its prior) prepares the released
             features before its decoder: ``"standardize"`` (per channel), ``"whiten"``
             (ZCA across channels, :class:`privacysplit.attacks.whitening.FeatureWhitener`,
-            fitted on the attacker's own auxiliary features) or ``"both"`` (one attacker on
-            each, the better counts; twice the attack time).  Why: the proactive games
+            fitted on the attacker's own auxiliary features), ``"both"`` (one attacker on
+            each, the better counts; twice the attack time) or ``"auto"`` (the one measured
+            stronger, at one attacker's cost: whitened features without ``feature_noise``,
+            standardised ones with it; :func:`privacysplit.attacks.whitening.input_kinds`).  Why: the proactive games
             leave the input's detail in directions of small variance, which a per-channel
             standardiser leaves small and a decoder must learn to amplify; whitening hands them
             to it at full scale.  Measured on LeNet/mnist at ``cpu`` fidelity against the
@@ -102,9 +103,10 @@ class Fidelity:
             whitener discounts the release's known noise (a Wiener gain per direction), and
             is then within 0.004-0.015 of the standardised attacker, which stays the stronger
             there (partition 3, noise 0.3, six seeds; without the gain it was 0.08-0.11
-            short): hence ``"both"``, the better of the two at twice the cost.  ``cpu`` keeps
-            ``"standardize"`` for now (``"cpu:attack_input=whiten"`` opts in): switching moves
-            every published privacy number at once, which must then be rerun together.
+            short): hence ``"auto"``, which reads noisy features standardised, and ``"both"``,
+            the better of the two at twice the cost.  ``cpu`` uses ``"auto"`` since evaluation
+            version 6 (``"cpu:attack_input=standardize:proactive_aux=subset"`` is version 5's
+            attacker).
     """
 
     name: str = "custom"
@@ -240,7 +242,7 @@ SHIFT_ATTACKS: tuple[str, ...] = ("scratch", "prior")
 #: the measuring attacker's auxiliary set under the proactive threat (see ``Fidelity.proactive_aux``)
 ATTACK_AUX: tuple[str, ...] = ("subset", "split", "split_steps")
 #: how the measuring attacker prepares the released features (see ``Fidelity.attack_input``)
-ATTACK_INPUTS: tuple[str, ...] = ("standardize", "whiten", "both")
+ATTACK_INPUTS: tuple[str, ...] = ("standardize", "whiten", "both", "auto")
 _UNSET = object()
 #: fields added after cache keys were first written, with the defaults that leave them out
 _LATE_DEFAULTS: dict[str, object] = {"shift_attack": "scratch", "proactive_restarts": 0, "proactive_aux": "subset",
@@ -253,9 +255,11 @@ FIDELITIES: dict[str, Fidelity] = {
     ),
     # the patient attacker (evaluation version 5): a prior trained twice as long, fine-tuned two
     # epochs, kept training at the full rate when a plan's features moved, warm restarts
-    # against proactive encoders (README "Attack strength"; measured against a slow reference
-    # in benchmarks/results/attack_strength)
-    "cpu": Fidelity(name="cpu", prior_epochs=32, prior_finetune=2, shift_attack="prior", proactive_restarts=4),
+    # against proactive encoders; version 6: it reads whitened features where they are not
+    # noisy, and proactive encoders on the whole split for the subset's steps (README "Attack
+    # strength"; measured against a slow reference in benchmarks/results/attack_strength)
+    "cpu": Fidelity(name="cpu", prior_epochs=32, prior_finetune=2, shift_attack="prior", proactive_restarts=4,
+                    proactive_aux="split_steps", attack_input="auto"),
     "paper": Fidelity(
         name="paper", n_train=None, n_val=None, batch_size=128, base_epochs=30,
         n_ec=10, n_d=10, n_p=5, distill_steps=100, prior_epochs=30, prior_finetune=3,

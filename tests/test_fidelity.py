@@ -10,14 +10,17 @@ from privacysplit.fidelity import FIDELITIES, Fidelity, get_fidelity, retraining
 def test_fields_added_later_leave_every_old_key_unchanged():
     """Keys of every fidelity that leaves the late fields at their defaults (``smoke``, a
     custom fidelity) are the ones written before ``shift_attack`` existed; ``cpu`` sets them
-    since evaluation version 5, so its key moved on purpose."""
+    since evaluation version 5 (and two more since version 6), so its key moved on purpose."""
     assert FIDELITIES["smoke"].key() == "smoke-8ef9d80a8c"
     assert Fidelity(name="cpu").key() == "cpu-39e3cb24b0"  # version 4's cpu preset
     assert "shift_attack" not in FIDELITIES["smoke"].to_dict()
-    assert FIDELITIES["cpu"].key() == "cpu-e3063cf429"
-    assert (FIDELITIES["cpu"].shift_attack, FIDELITIES["cpu"].proactive_restarts) == ("prior", 4)
+    version5 = FIDELITIES["cpu"].with_(name="cpu", proactive_aux="subset", attack_input="standardize")
+    assert version5.key() == "cpu-e3063cf429" and "attack_input" not in version5.to_dict()
+    assert FIDELITIES["cpu"].key() == "cpu-c512cdd88e"
+    cpu = FIDELITIES["cpu"]
+    assert (cpu.shift_attack, cpu.proactive_restarts, cpu.proactive_aux, cpu.attack_input) == (
+        "prior", 4, "split_steps", "auto")
     assert get_fidelity("cpu:proactive_aux=split").key() != FIDELITIES["cpu"].key()
-    assert "attack_input" not in FIDELITIES["cpu"].to_dict()
     assert get_fidelity("cpu:attack_input=whiten").key() != FIDELITIES["cpu"].key()
 
 
@@ -51,9 +54,10 @@ def test_bad_specs_say_what_is_valid(spec, match):
 
 
 def test_attack_images_follow_the_threat_and_proactive_aux():
-    cpu = get_fidelity("cpu")
-    split = cpu.with_(proactive_aux="split")
-    assert (cpu.attack_images("reactive"), cpu.attack_images("proactive")) == (2000, 2000)
+    subset = get_fidelity("cpu:proactive_aux=subset")
+    split = subset.with_(proactive_aux="split")
+    assert (subset.attack_images("reactive"), subset.attack_images("proactive")) == (2000, 2000)
+    assert get_fidelity("cpu").attack_images("proactive") is None  # split_steps since version 6
     assert (split.attack_images("reactive"), split.attack_images("proactive")) == (2000, None)
     assert split.with_(n_train=None).attack_images("reactive") is None
 

@@ -441,7 +441,7 @@ def evaluate_split(
     gen = torch.Generator().manual_seed(seed)
     phases = {"data_seconds": 0.0, "prior_seconds": 0.0, "select_seconds": 0.0, "fit_seconds": 0.0,
               "measure_seconds": 0.0}
-    inputs = input_kinds(fid.attack_input)  # what the attacker reads: standardised, whitened or both
+    inputs = input_kinds(fid.attack_input, noisy=feature_noise > 0)  # standardised, whitened or both
     priors: dict[str, tuple[dict, float]] = {}
     if prior_encoder is not None and privacy != "property" and fid.prior_epochs > 0:
         t = time.perf_counter()
@@ -495,8 +495,8 @@ def evaluate_split(
     feats_val = _released(encoder, data, xv, feature_noise, std, noise_gen)
     if not (torch.isfinite(feats).all() and torch.isfinite(feats_val).all()):
         return _failure("the encoder's features are not finite", privacy, t_train, time.perf_counter() - t1)
-    if fid.attack_input != "standardize":
-        result["attack_input"] = fid.attack_input
+    if inputs != ("standardize",):  # what it read (``"auto"`` resolved)
+        result["attack_input"] = "both" if len(inputs) > 1 else inputs[0]
     n_d, finetune = fid.attack_epochs(threat, len(xa))  # (scaled under ``proactive_aux="split_steps"``)
     noise_var = (feature_noise * std) ** 2 if feature_noise > 0 else 0.0  # the release's noise, known to it
     best, steps = None, 0

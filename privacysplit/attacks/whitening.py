@@ -98,10 +98,17 @@ class FeatureWhitener(nn.Module):
         return rows.reshape(*x.shape[:1], *x.shape[2:], x.shape[1]).movedim(-1, 1)
 
 
-def input_kinds(attack_input: str) -> tuple[str, ...]:
+def input_kinds(attack_input: str, noisy: bool = False) -> tuple[str, ...]:
     """The inputs an attacker of ``Fidelity.attack_input`` trains on, one decoder each:
-    ``"both"`` is ``("standardize", "whiten")``, the better of which counts."""
-    return ("standardize", "whiten") if attack_input == "both" else (attack_input,)
+    ``"both"`` is ``("standardize", "whiten")``, the better of which counts; ``"auto"`` is the
+    one measured stronger on such features (``noisy``: released with ``feature_noise``), at one
+    attacker's cost: whitened features without noise, standardised ones with it (module
+    docstring)."""
+    if attack_input == "both":
+        return ("standardize", "whiten")
+    if attack_input == "auto":
+        return ("standardize",) if noisy else ("whiten",)
+    return (attack_input,)
 
 
 def reference_inputs(attack_input: str) -> tuple[str, ...]:
@@ -120,9 +127,8 @@ def attack_transform(kind: str, feats: torch.Tensor, noise_var: float = 0.0) -> 
         return None
     if kind == "whiten":
         return FeatureWhitener(feats, noise_var=noise_var)
-    from privacysplit.fidelity import ATTACK_INPUTS
-
-    raise ValueError(f"unknown attack input {kind!r}; valid: {', '.join(ATTACK_INPUTS)}")
+    raise ValueError(f"unknown attack input {kind!r}; valid: standardize, whiten (what one decoder reads; "
+                     "'both' and 'auto' name a choice of them, see input_kinds)")
 
 
 def read_as(kind: str, feats: torch.Tensor, feats_val: torch.Tensor, noise_var: float = 0.0

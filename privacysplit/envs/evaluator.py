@@ -53,8 +53,11 @@ from privacysplit.training import cache_dir, resolve_device
 #: bump when evaluation code changes the numbers it produces (part of every cache key).
 #: 5: the ``cpu`` preset's attacker is the patient one (a longer prior, ``shift_attack="prior"``,
 #: warm restarts under the proactive threat) and the per-plan seed hashes only what retraining
-#: reads (:meth:`Evaluator.seed_config`)
-EVAL_VERSION = 5
+#: reads (:meth:`Evaluator.seed_config`).  6: the ``cpu`` preset's attacker reads whitened
+#: features where they are not noisy (``attack_input="auto"``) and attacks proactive encoders
+#: on the whole split for the subset's steps (``proactive_aux="split_steps"``); every key seeds
+#: retraining after the attack prior (version 5 marked the keys this moved ``seeded_after_prior``)
+EVAL_VERSION = 6
 
 THREATS = ("reactive", "proactive")
 PRIVACY = {"mse": "P0", "ssim": "P1", "property": "P2"}
@@ -221,12 +224,6 @@ class Evaluator:
             }
             if self.threat == "proactive":  # the proactive game's own version; reactive keys unchanged
                 self._config.update(self._game_key())
-            if self.feature_noise > 0 or any(spec.type == "dropout" for spec in self.structure.layers):
-                # retraining draws from torch's global generator here (noise, dropout), which
-                # evaluate_split now seeds after the attack prior: rows measured before that
-                # fix depended on whether the prior was cached, so they get other keys (the
-                # settings whose retraining draws nothing kept their numbers, and their keys)
-                self._config["seeded_after_prior"] = True
         return self._config
 
     def _game_key(self) -> dict:

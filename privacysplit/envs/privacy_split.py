@@ -89,8 +89,9 @@ class PrivacySplitEnv(gym.Env):
       took over, ``Fidelity.shift_attack``), ``attack_restarts`` (its warm restarts,
       ``Fidelity.proactive_restarts``), ``attack_images`` (its auxiliary set's size,
       ``Fidelity.proactive_aux``), ``attack_steps`` (its optimiser steps, every candidate
-      and round together, of both attackers under ``attack_input="both"``), and under ``Fidelity.attack_input`` other than ``standardize``
-      ``attack_input`` (``whiten`` or ``both``) and, for ``both``, ``attack_input_won``
+      and round together, of both attackers under ``attack_input="both"``), and where the
+      attacker read anything but standardised features (``Fidelity.attack_input``, ``auto``
+      resolved) ``attack_input`` (``whiten`` or ``both``) and, for ``both``, ``attack_input_won``
       (the input whose attacker counted); property
       inference: ``property_accuracy``, ``property_chance``; under ``threat="proactive"``
       ``game`` (the proactive game's objective: ``dcor``, ``dcor_kd`` or ``decoder``); ``reconstruction_png``: a PNG of

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from privacysplit.attacks import invert
-from privacysplit.attacks.whitening import RIDGE, FeatureWhitener, attack_transform
+from privacysplit.attacks.whitening import RIDGE, FeatureWhitener, attack_transform, input_kinds
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
@@ -58,6 +58,16 @@ def test_attack_transform_names_its_options():
     assert isinstance(attack_transform("whiten", feats), FeatureWhitener)
     with pytest.raises(ValueError, match="valid: standardize, whiten"):
         attack_transform("pca", feats)
+    with pytest.raises(ValueError, match="valid: standardize, whiten"):
+        attack_transform("both", feats)  # a choice of inputs, not one
+
+
+def test_auto_reads_noise_free_features_whitened_and_noisy_ones_standardised():
+    """``attack_input="auto"`` (``cpu``'s since evaluation version 6) is one attacker, on the input
+    measured stronger for the release: whitened without ``feature_noise``, standardised with it."""
+    assert input_kinds("auto") == ("whiten",) and input_kinds("auto", noisy=True) == ("standardize",)
+    assert input_kinds("both", noisy=True) == ("standardize", "whiten")
+    assert input_kinds("whiten", noisy=True) == ("whiten",)
 
 
 def test_whitening_recovers_detail_hidden_in_small_directions(mnist):
