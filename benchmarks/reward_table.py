@@ -159,6 +159,11 @@ def load_table(args, out: Path, fidelity: str | None = None):
     for candidate in (path, path.with_suffix("")):  # tables measured before they were compressed: .csv
         if candidate.exists():
             table = TableEvaluator.from_csv(candidate, evaluator.space)
+            try:  # a table of another footing (an older evaluation version...) is measured again, never mixed in
+                table.check_footing(evaluator.config())
+            except ValueError as err:
+                print(f"{err}; measuring it again", flush=True)
+                continue
             if len(table) == evaluator.space.count():
                 return table
             done = table.rows  # a partial table (an interrupted run): measure only the rest

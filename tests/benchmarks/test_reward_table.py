@@ -133,6 +133,39 @@ def test_an_interrupted_table_resumes_from_its_own_file(benchmark_module, cache_
     assert len(resumed) == len(full) and all(resumed.rows[p]["reward"] == kept[p]["reward"] for p in kept)
 
 
+def test_a_table_of_another_footing_is_measured_again_not_resumed(benchmark_module, cache_root, tmp_path,
+                                                                 monkeypatch):
+    """A table file left by an older evaluation version (here: a partial one) holds numbers that
+    today's code would not produce: reward_table.py measures every plan again instead of
+    resuming it, and the rewritten file carries today's footing."""
+    from privacysplit.agents.table import TableEvaluator
+    from privacysplit.envs.evaluator import EVAL_VERSION, Evaluator
+
+    module = benchmark_module("reward_table")
+    out = tmp_path / "rt"
+    argv = _small_table_argv(out, seeds=1, budgets="2")
+    assert module.main(argv) == 0
+    (path,) = out.glob("table_*.csv.gz")
+    space = Evaluator("lenet", fidelity="smoke", techniques=["W1"], partitions=[2, 5], cache=False).space
+    full = TableEvaluator.from_csv(path, space)
+    kept = dict(list(full.rows.items())[:4])
+    old = {**full.metadata, "config": {**full.metadata["config"], "eval_version": EVAL_VERSION - 1}}
+    TableEvaluator(space, kept, metadata=old).to_csv(path, ("plan", *next(iter(kept.values()))))
+    measured: list[str] = []
+    original = Evaluator.measure
+
+    def counting(self, plan):
+        measured.append(str(plan))
+        return original(self, plan)
+
+    monkeypatch.setattr(Evaluator, "measure", counting)
+    (out / "evals.sqlite").unlink()
+    assert module.main(argv) == 0
+    assert sorted(measured) == sorted(full.rows)
+    again = TableEvaluator.from_csv(path, space)
+    assert again.metadata["config"]["eval_version"] == EVAL_VERSION and len(again) == len(full)
+
+
 def test_the_shipped_whole_lenet_table_holds_every_plan_on_the_footing_it_states(cache_root, tmp_path):
     """Issue 16 item 4: every plan of the whole LeNet space, measured once at `cpu` on the
     default data, shipped with its provenance; the README's optimum is the table's.
