@@ -103,9 +103,11 @@ def test_compare_searchers_refuses_a_table_of_another_footing(cache_root, tmp_pa
     assert "another footing" in proc.stderr and "eval_version: table 4, here 6" in proc.stderr
 
 
-def test_an_interrupted_table_resumes_from_its_own_file(benchmark_module, cache_root, tmp_path, monkeypatch):
-    """The table file is the checkpoint: a run that stopped part-way (and lost its cache)
-    measures only the plans the file lacks."""
+def _rerun_cut_table(benchmark_module, tmp_path, monkeypatch, **config_changes):
+    """reward_table.py on the 6-plan smoke space; then its table file cut to its first 4 plans
+    (``config_changes`` written into its provenance), its cache deleted, and the same command
+    run again.  Returns the full table, the kept rows, the plans the second run measured, and
+    the table file with its space."""
     from privacysplit.agents.table import TableEvaluator
     from privacysplit.envs.evaluator import Evaluator
 
@@ -117,7 +119,8 @@ def test_an_interrupted_table_resumes_from_its_own_file(benchmark_module, cache_
     space = Evaluator("lenet", fidelity="smoke", techniques=["W1"], partitions=[2, 5], cache=False).space
     full = TableEvaluator.from_csv(path, space)
     kept = dict(list(full.rows.items())[:4])
-    TableEvaluator(space, kept, metadata=full.metadata).to_csv(path, ("plan", *next(iter(kept.values()))))
+    metadata = {**full.metadata, "config": {**full.metadata["config"], **config_changes}}
+    TableEvaluator(space, kept, metadata=metadata).to_csv(path, ("plan", *next(iter(kept.values()))))
     (out / "evals.sqlite").unlink()
     measured: list[str] = []
     original = Evaluator.measure
@@ -128,8 +131,14 @@ def test_an_interrupted_table_resumes_from_its_own_file(benchmark_module, cache_
 
     monkeypatch.setattr(Evaluator, "measure", counting)
     assert module.main(argv) == 0
+    return full, kept, measured, TableEvaluator.from_csv(path, space)
+
+
+def test_an_interrupted_table_resumes_from_its_own_file(benchmark_module, cache_root, tmp_path, monkeypatch):
+    """The table file is the checkpoint: a run that stopped part-way (and lost its cache)
+    measures only the plans the file lacks."""
+    full, kept, measured, resumed = _rerun_cut_table(benchmark_module, tmp_path, monkeypatch)
     assert sorted(measured) == sorted(set(full.rows) - set(kept))
-    resumed = TableEvaluator.from_csv(path, space)
     assert len(resumed) == len(full) and all(resumed.rows[p]["reward"] == kept[p]["reward"] for p in kept)
 
 
@@ -138,31 +147,11 @@ def test_a_table_of_another_footing_is_measured_again_not_resumed(benchmark_modu
     """A table file left by an older evaluation version (here: a partial one) holds numbers that
     today's code would not produce: reward_table.py measures every plan again instead of
     resuming it, and the rewritten file carries today's footing."""
-    from privacysplit.agents.table import TableEvaluator
-    from privacysplit.envs.evaluator import EVAL_VERSION, Evaluator
+    from privacysplit.envs.evaluator import EVAL_VERSION
 
-    module = benchmark_module("reward_table")
-    out = tmp_path / "rt"
-    argv = _small_table_argv(out, seeds=1, budgets="2")
-    assert module.main(argv) == 0
-    (path,) = out.glob("table_*.csv.gz")
-    space = Evaluator("lenet", fidelity="smoke", techniques=["W1"], partitions=[2, 5], cache=False).space
-    full = TableEvaluator.from_csv(path, space)
-    kept = dict(list(full.rows.items())[:4])
-    old = {**full.metadata, "config": {**full.metadata["config"], "eval_version": EVAL_VERSION - 1}}
-    TableEvaluator(space, kept, metadata=old).to_csv(path, ("plan", *next(iter(kept.values()))))
-    measured: list[str] = []
-    original = Evaluator.measure
-
-    def counting(self, plan):
-        measured.append(str(plan))
-        return original(self, plan)
-
-    monkeypatch.setattr(Evaluator, "measure", counting)
-    (out / "evals.sqlite").unlink()
-    assert module.main(argv) == 0
+    full, _, measured, again = _rerun_cut_table(benchmark_module, tmp_path, monkeypatch,
+                                                eval_version=EVAL_VERSION - 1)
     assert sorted(measured) == sorted(full.rows)
-    again = TableEvaluator.from_csv(path, space)
     assert again.metadata["config"]["eval_version"] == EVAL_VERSION and len(again) == len(full)
 
 
