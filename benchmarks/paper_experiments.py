@@ -146,9 +146,7 @@ def _kept_rows(path: Path, nets: list[str], types: list, fresh: list[list]) -> l
 def compression_ratio(ev, p: int, info: dict) -> float:
     """Section 7.3.1: CR = 1 - params(compressed DNN) / params(base DNN); only the encoder
     (layers 0..p) is compressed, so CR = (params(encoder) - params(compressed encoder)) / params(base)."""
-    from privacysplit.models import CostModel
-
-    dense_encoder = CostModel(ev.structure).encoder_cost(p).params
+    dense_encoder = ev.structure_cost.encoder_cost(p).params
     return (dense_encoder - info["params"]) / info["params_total"]
 
 
@@ -207,7 +205,7 @@ def latency_profiles(args) -> None:
     for net_name in args.nets.split(","):
         net = build(net_name, num_classes=data.num_classes("fine"), input_shape=data.input_shape)
         for name in list_profiles():
-            cm = CostModel(net, get_profile(name))
+            cm = CostModel(net, get_profile(name), nonzero=False)
             total = cm.total()
             s3 = {p: resource_savings(cm.encoder_cost(p), total)["S3"] for p in range(len(net) - 1)}
             best = max(s3, key=lambda p: (s3[p], -p))
@@ -266,9 +264,9 @@ def closest_partition(ev, saving: float) -> tuple[int, float]:
     by keeping less on the device.  Ties (an activation or pooling layer costs no parameters)
     go to the latest partition: the same cost, the baseline's best chance."""
     from privacysplit.envs.evaluator import RESOURCES
-    from privacysplit.models import CostModel, resource_savings
+    from privacysplit.models import resource_savings
 
-    cm = CostModel(ev.structure, ev.profile)
+    cm = ev.structure_cost
     total = cm.total()
     key = RESOURCES[ev.resource]
     options = [(abs(resource_savings(cm.encoder_cost(p), total)[key] - saving), -p) for p in ev.space.partitions]
@@ -345,9 +343,7 @@ def table11(args) -> None:
             rows.append([name, {"latency": "S3", "macs": "S2"}[resource], res.best_plan, m["params"] / 1e6, m["macs"] / 1e6,
                          1e3 * m["latency_s"], m["accuracy"], m["privacy_loss"], m["resource"], res.best_reward,
                          res.evaluations, *paper])
-    from privacysplit.models import CostModel
-
-    t = CostModel(ev.structure, ev.profile).total()
+    t = ev.structure_cost.total()
     write(Path(args.out), f"table11_alexnet_{args.profile}",
           ["searcher", "resource", "best plan", "params (x1e6)", "MACs (x1e6)", "latency (ms, modelled)", "A", "P", "S", "R",
            "evaluations", "paper params", "paper MACs", "paper latency (s)", "paper R"], rows,

@@ -184,7 +184,10 @@ class Evaluator:
         self.base_name = self.source.name
         self.structure: Network = self.source.structure
         self.space = SearchSpace(self.structure.layers, techniques, partitions)
-        self._total_cost = CostModel(self.structure, self.profile).total()
+        #: costs of the uncompressed network per partition (every weight counted: see CostModel's
+        #: ``nonzero``); its total is the denominator of S1-S3
+        self.structure_cost = CostModel(self.structure, self.profile, nonzero=False)
+        self._total_cost = self.structure_cost.total()
         if cache is False or cache == "off":
             self.cache = EvalCache(None)
         else:

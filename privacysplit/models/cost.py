@@ -115,6 +115,12 @@ class CostModel:
         dtype_bytes: bytes per feature element sent over the uplink.
         full_length: layers of the full network ``net`` is a prefix of (default: ``net``
             is the full network); features are sent unless the prefix reaches its end.
+        nonzero: count only the surviving weights (a compressed encoder: pruned weights are
+            not shipped).  ``False`` counts every weight, as an uncompressed network stores
+            them: the denominator of S1 is costed on a freshly initialised structure, where a
+            weight that happens to be exactly zero (one in about 2^24 draws) still takes its
+            slot.  Counting it as absent made the denominator follow the process's global RNG
+            state: a resumed search once saw 61,705 where the uninterrupted one saw 61,706.
     """
 
     def __init__(
@@ -123,6 +129,7 @@ class CostModel:
         profile: DeviceProfile | None = None,
         dtype_bytes: int = 4,
         full_length: int | None = None,
+        nonzero: bool = True,
     ) -> None:
         self.net = net
         self.full_length = full_length if full_length is not None else net.offset + len(net)
@@ -130,7 +137,7 @@ class CostModel:
         self.dtype_bytes = dtype_bytes
         self.shapes = layer_shapes(net)
         self.macs = layer_macs(net)
-        self.params = [count_params(m) for m in net.body]
+        self.params = [count_params(m, nonzero=nonzero) for m in net.body]
         self.elems = [int(torch.Size(s).numel()) for s in self.shapes]
         self.types = [spec.type for spec in net.layers]
 

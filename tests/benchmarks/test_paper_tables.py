@@ -32,10 +32,10 @@ def rows(path: Path) -> list[dict]:
 
 def test_closest_partition_picks_the_nearest_saving(benchmark_module):
     from privacysplit.envs.evaluator import Evaluator
-    from privacysplit.models import CostModel, resource_savings
+    from privacysplit.models import resource_savings
 
     ev = Evaluator("lenet", fidelity="smoke", cache=False, resource="params")
-    cm = CostModel(ev.structure, ev.profile)
+    cm = ev.structure_cost
     s1 = {p: resource_savings(cm.encoder_cost(p), cm.total())["S1"] for p in ev.space.partitions}
     closest = benchmark_module("paper_experiments").closest_partition
     # partitions 3, 4, 5 (conv, relu, pool) keep the same parameters: the latest wins

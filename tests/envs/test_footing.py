@@ -139,3 +139,20 @@ def test_attack_settings_and_profile_do_not_reseed_retraining(cache_root, tmp_pa
     assert longer.plan_seed(plan) != smoke.plan_seed(plan)
     proactive = _evaluator(tmp_path, cache=False, threat="proactive")
     assert proactive.plan_seed(plan) != smoke.plan_seed(plan)
+
+
+def test_the_resource_denominator_does_not_follow_the_global_rng(tmp_path):
+    """S1's denominator is the uncompressed network's storage, whatever its random
+    initialisation drew: with ``torch.manual_seed(479)`` lenet's initialisation holds one weight
+    of exactly 0.0, which once made a resumed search's S differ from the uninterrupted one's
+    (61,705 against 61,706 parameters)."""
+    import torch
+
+    torch.manual_seed(479)
+    drew_a_zero = _evaluator(tmp_path)
+    torch.manual_seed(0)
+    other = _evaluator(tmp_path)
+    assert int(sum((p == 0).sum() for p in drew_a_zero.structure.parameters() if p.dim() > 1)) == 1
+    assert drew_a_zero.structure_cost.total().params == other.structure_cost.total().params == 61706
+    encoder = drew_a_zero.structure.sub(0, 6)
+    assert drew_a_zero._costs(encoder)["S1"] == other._costs(encoder)["S1"]

@@ -53,6 +53,15 @@ def test_zero_weights_do_not_count():
     assert count_params(layer, nonzero=False) == 110
 
 
+def test_a_dense_cost_model_counts_an_initial_weight_that_is_exactly_zero():
+    # torch.manual_seed(479) makes lenet's default initialisation draw one weight of exactly 0.0
+    torch.manual_seed(479)
+    net = build("lenet", in_channels=1)
+    assert count_params(net) == 61705
+    assert CostModel(net, nonzero=False).total().params == count_params(net, nonzero=False) == 61706
+    assert CostModel(net).total().params == 61705
+
+
 def test_torch_prune_masks_are_honoured():
     layer = nn.Linear(10, 10, bias=False)
     prune.l1_unstructured(layer, "weight", amount=0.3)
