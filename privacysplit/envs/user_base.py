@@ -245,7 +245,12 @@ def resolve_base(
                 f"unknown network {base!r}; valid networks: {', '.join(list_models())}, an "
                 "nn.Module, or 'file.py:factory'"
             )
-        net = build(base, num_classes=num_classes, input_shape=data.input_shape)
+        # seeded and on a forked RNG: the structure (costs, shapes; the trained base is built
+        # by pretrained_base) is the same in every process, and building an evaluator does not
+        # advance the caller's global RNG
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = build(base, num_classes=num_classes, input_shape=data.input_shape)
         if weights is None:
             return BaseSource(base, net)
         origin = load_weights(net, weights)

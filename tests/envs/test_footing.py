@@ -142,17 +142,23 @@ def test_attack_settings_and_profile_do_not_reseed_retraining(cache_root, tmp_pa
 
 
 def test_the_resource_denominator_does_not_follow_the_global_rng(tmp_path):
-    """S1's denominator is the uncompressed network's storage, whatever its random
-    initialisation drew: with ``torch.manual_seed(479)`` lenet's initialisation holds one weight
-    of exactly 0.0, which once made a resumed search's S differ from the uninterrupted one's
-    (61,705 against 61,706 parameters)."""
+    """S1's denominator is the uncompressed network's storage, whatever its initialisation drew.
+    It used to count the structure's non-zero weights, with the structure built on the global
+    RNG: a weight of exactly 0.0 (``torch.manual_seed(479)`` draws one in lenet) made a resumed
+    search's S differ from the uninterrupted one's (61,705 against 61,706 parameters).  The
+    structure is now built on a forked RNG seeded with the evaluator's seed, and costed dense."""
     import torch
 
     torch.manual_seed(479)
-    drew_a_zero = _evaluator(tmp_path)
-    torch.manual_seed(0)
-    other = _evaluator(tmp_path)
+    before = torch.get_rng_state()
+    first = _evaluator(tmp_path)
+    assert torch.equal(torch.get_rng_state(), before)  # building an evaluator draws nothing from it
+    torch.manual_seed(12345)
+    again = _evaluator(tmp_path)
+    assert all(torch.equal(a, b) for a, b in zip(first.structure.parameters(), again.structure.parameters(), strict=True))
+
+    drew_a_zero = _evaluator(tmp_path, seed=479)  # the structure's seed is the evaluator's
     assert int(sum((p == 0).sum() for p in drew_a_zero.structure.parameters() if p.dim() > 1)) == 1
-    assert drew_a_zero.structure_cost.total().params == other.structure_cost.total().params == 61706
+    assert drew_a_zero.structure_cost.total().params == first.structure_cost.total().params == 61706
     encoder = drew_a_zero.structure.sub(0, 6)
-    assert drew_a_zero._costs(encoder)["S1"] == other._costs(encoder)["S1"]
+    assert drew_a_zero._costs(encoder)["S1"] == first._costs(encoder)["S1"]
