@@ -75,3 +75,19 @@ def test_split_steps_gives_the_proactive_attacker_the_whole_split_at_the_subsets
     assert steps.attack_epochs("proactive", 2000) == (6, 2)
     assert get_fidelity("cpu:proactive_aux=split").attack_epochs("proactive", 4000) == (6, 2)
     assert steps.with_(prior_finetune=0).attack_epochs("proactive", 4000) == (3, 0)
+
+
+def test_reactive_aux_gives_the_reactive_attacker_the_split_and_leaves_cpu_unchanged():
+    """``reactive_aux`` is the reactive threat's ``proactive_aux``: opt-in (its default keeps
+    every key), the whole split, at full epochs (``split``) or the subset's steps."""
+    cpu = FIDELITIES["cpu"]
+    assert cpu.reactive_aux == "subset" and "reactive_aux" not in cpu.to_dict() and cpu.key() == "cpu-c512cdd88e"
+    split = get_fidelity("cpu:reactive_aux=split")
+    steps = get_fidelity("cpu:reactive_aux=split_steps")
+    assert len({cpu.key(), split.key(), steps.key()}) == 3
+    assert (split.attack_images("reactive"), split.attack_images("proactive")) == (None, None)
+    assert (split.attack_epochs("reactive", 4000), steps.attack_epochs("reactive", 4000)) == ((6, 2), (3, 1))
+    assert cpu.with_(reactive_aux="split", proactive_aux="subset").attack_images("proactive") == 2000
+    assert retraining_fields(split) == retraining_fields(cpu)  # the attacker's alone
+    with pytest.raises(ValueError, match="reactive_aux must be one of subset, split, split_steps"):
+        cpu.with_(reactive_aux="all")

@@ -486,7 +486,7 @@ def evaluate_split(
 
     # -- measurement: a fresh attacker against the frozen encoder -------------------------
     t1 = time.perf_counter()
-    n_aux = fid.attack_images(threat)  # the attacker's auxiliary set (``Fidelity.proactive_aux``)
+    n_aux = fid.attack_images(threat)  # the attacker's auxiliary set (``Fidelity.proactive_aux``, ``reactive_aux``)
     aux = train if n_aux == fid.n_train else data.train.take(n_aux, subset_seed)
     xa = x if aux is train else aux.x.to(dev)
     clean = release(encoder, xa, data.normalize)
@@ -497,7 +497,7 @@ def evaluate_split(
         return _failure("the encoder's features are not finite", privacy, t_train, time.perf_counter() - t1)
     if inputs != ("standardize",):  # what it read (``"auto"`` resolved)
         result["attack_input"] = "both" if len(inputs) > 1 else inputs[0]
-    n_d, finetune = fid.attack_epochs(threat, len(xa))  # (scaled under ``proactive_aux="split_steps"``)
+    n_d, finetune = fid.attack_epochs(threat, len(xa))  # (scaled on a "split_steps" auxiliary set)
     noise_var = (feature_noise * std) ** 2 if feature_noise > 0 else 0.0  # the release's noise, known to it
     best, steps = None, 0
     for kind in inputs:  # each input its own attacker (and prior); the one that recovers more counts
