@@ -151,8 +151,8 @@ def variant_attack(encoder, priors: Priors, data, fid, args, spec: str, threat: 
             if prior is None:
                 raise ValueError("a 'prior' variant needs a fidelity with prior_epochs > 0")
             res = invert(encoder, feats, train.x, feats_val, val.x, **common, prior=prior,
-                         prior_epochs=o.get("ft", finetune), prior_score=expected,
-                         shift_attack=fid.shift_attack, restarts=o.get("r", fid.proactive_restarts if proactive else 0))
+                         prior_epochs=o.get("ft", finetune), prior_score=expected, shift_attack=fid.shift_attack,
+                         shift_tolerance=fid.shift_tolerance(threat), restarts=o.get("r", fid.proactive_restarts if proactive else 0))
         else:
             res = invert(encoder, feats, train.x, feats_val, val.x, **common, decoders=(kind,), selection="full")
         if best is None or res.privacy_loss > best.privacy_loss:

@@ -91,3 +91,14 @@ def test_reactive_aux_gives_the_reactive_attacker_the_split_and_leaves_cpu_uncha
     assert retraining_fields(split) == retraining_fields(cpu)  # the attacker's alone
     with pytest.raises(ValueError, match="reactive_aux must be one of subset, split, split_steps"):
         cpu.with_(reactive_aux="all")
+
+
+def test_proactive_shift_tolerance_is_the_proactive_attackers_alone():
+    cpu = FIDELITIES["cpu"]
+    assert (cpu.shift_tolerance("proactive"), cpu.shift_tolerance("reactive")) == (0.03, 0.03)
+    assert "proactive_shift_tolerance" not in cpu.to_dict() and cpu.key() == "cpu-c512cdd88e"
+    eager = get_fidelity("cpu:proactive_shift_tolerance=0")
+    assert (eager.shift_tolerance("proactive"), eager.shift_tolerance("reactive")) == (0.0, 0.03)
+    assert eager.key() != cpu.key() and retraining_fields(eager, "proactive") == retraining_fields(cpu, "proactive")
+    with pytest.raises(ValueError, match="proactive_shift_tolerance must be a finite number >= 0"):
+        cpu.with_(proactive_shift_tolerance=-0.1)

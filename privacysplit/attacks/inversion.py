@@ -37,7 +37,7 @@ from privacysplit.attacks.metrics import (
     ssim_measure,
     ssim_torch,
 )
-from privacysplit.fidelity import SHIFT_ATTACKS
+from privacysplit.fidelity import SHIFT_ATTACKS, SHIFT_TOLERANCE
 from privacysplit.models import Network
 
 #: inversion metrics: P0 (MSE) and P1 (SSIM)
@@ -209,7 +209,7 @@ def invert(
     prior_epochs: int | None = None,
     prior_lr: float | None = None,
     prior_score: float | None = None,
-    shift_tolerance: float = 0.03,
+    shift_tolerance: float = SHIFT_TOLERANCE,
     shift_attack: str = "scratch",
     restarts: int = 0,
     restart_gain: float = 0.01,

@@ -514,6 +514,7 @@ def evaluate_split(
             att = invert(encoder, f, xa, fv, xv, metric=privacy, epochs=n_d,
                          batch_size=fid.batch_size, lr=fid.decoder_lr, seed=seed, prior=prior,
                          prior_epochs=finetune, prior_score=expected, shift_attack=fid.shift_attack,
+                         shift_tolerance=fid.shift_tolerance(threat),
                          restarts=fid.proactive_restarts if threat == "proactive" else 0)
             if att.decoder is None:
                 continue

@@ -308,3 +308,33 @@ def test_split_steps_attacks_proactive_encoders_with_the_whole_split_at_the_subs
     assert calls == [(n, 4, 2), (n, 2, 1)]
     assert whole["attack_images"] == steps["attack_images"] == n
     assert whole["accuracy"] == steps["accuracy"]
+
+
+def test_proactive_shift_tolerance_decides_whether_the_proactive_attacker_trains_on(mnist, lenet, monkeypatch):
+    """``proactive_shift_tolerance`` reaches the proactive attacker alone: at 0 it trains the
+    fine-tuned prior on (``prior_long``) whenever it is short of its base score; a tolerance no
+    fine-tuned prior can miss stops it at ``prior_tuned``; the reactive attacker keeps 0.03."""
+    import privacysplit.attacks.retraining as retraining
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["shift_tolerance"])
+        return invert(*args, **kwargs)
+
+    monkeypatch.setattr(retraining, "invert", spy)
+    p = 5
+
+    def run(tolerance, threat="proactive"):
+        enc, cloud = split(copy.deepcopy(lenet), p)
+        fid = get_fidelity(f"smoke:prior_epochs=1:n_d=3:prior_finetune=1:shift_attack=prior:"
+                           f"proactive_shift_tolerance={tolerance}")
+        return evaluate_split(enc, cloud, mnist, fidelity=fid, threat=threat, seed=0,
+                              prior_encoder=lenet.sub(0, p + 1), prior_cache=False)
+
+    eager, patient_never, reactive = run(0), run(10), run(0, "reactive")
+    assert seen == [0.0, 10.0, 0.03]
+    assert "score_prior_long" in eager and eager["attack_fallback"] == 1
+    assert "score_prior_long" not in patient_never and patient_never["attack_fallback"] == 0
+    assert eager["accuracy"] == patient_never["accuracy"]  # the same encoder, attacked two ways
+    assert eager["score_prior_tuned"] == patient_never["score_prior_tuned"]  # then one trained on
