@@ -332,7 +332,8 @@ def test_proactive_shift_tolerance_decides_whether_the_proactive_attacker_trains
         return evaluate_split(enc, cloud, mnist, fidelity=fid, threat=threat, seed=0,
                               prior_encoder=lenet.sub(0, p + 1), prior_cache=False)
 
-    eager, patient_never, reactive = run(0), run(10), run(0, "reactive")
+    eager, patient_never = run(0), run(10)
+    run(0, "reactive")
     assert seen == [0.0, 10.0, 0.03]
     assert "score_prior_long" in eager and eager["attack_fallback"] == 1
     assert "score_prior_long" not in patient_never and patient_never["attack_fallback"] == 0
