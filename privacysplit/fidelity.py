@@ -294,9 +294,11 @@ FIDELITIES: dict[str, Fidelity] = {
     # epochs, kept training at the full rate when a plan's features moved, warm restarts
     # against proactive encoders; version 6: it reads whitened features where they are not
     # noisy, and proactive encoders on the whole split for the subset's steps (README "Attack
-    # strength"; measured against a slow reference in benchmarks/results/attack_strength)
+    # strength"; measured against a slow reference in benchmarks/results/attack_strength);
+    # version 7: the whole split at the full epochs against every encoder, and against
+    # proactive ones it trains on whenever the fine-tuned prior is short of its base score
     "cpu": Fidelity(name="cpu", prior_epochs=32, prior_finetune=2, shift_attack="prior", proactive_restarts=4,
-                    proactive_aux="split_steps", attack_input="auto"),
+                    proactive_aux="split", attack_input="auto", reactive_aux="split", proactive_shift_tolerance=0.0),
     "paper": Fidelity(
         name="paper", n_train=None, n_val=None, batch_size=128, base_epochs=30,
         n_ec=10, n_d=10, n_p=5, distill_steps=100, prior_epochs=30, prior_finetune=3,

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from privacysplit.envs.evaluator import EVAL_VERSION
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
@@ -43,7 +45,7 @@ def test_measured_table_is_compressed_with_its_provenance_and_read_back(benchmar
     with gzip.open(path, "rt") as f:
         metadata = json.loads(f.readline()[1:])
         rows = list(csv.DictReader(f))
-    assert metadata["config"]["eval_version"] == 6 and metadata["config"]["fidelity"]["name"] == "smoke"
+    assert metadata["config"]["eval_version"] == EVAL_VERSION and metadata["config"]["fidelity"]["name"] == "smoke"
     assert metadata["plans"] == len(rows) and metadata["command"].startswith("python benchmarks/reward_table.py")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["plans"] == len(rows)
@@ -100,7 +102,7 @@ def test_compare_searchers_looks_plans_up_in_a_shipped_table(cache_root, tmp_pat
 def test_compare_searchers_refuses_a_table_of_another_footing(cache_root, tmp_path):
     proc = _compare(cache_root, tmp_path / "cmp", _shipped_table(tmp_path, eval_version=4))
     assert proc.returncode != 0
-    assert "another footing" in proc.stderr and "eval_version: table 4, here 6" in proc.stderr
+    assert "another footing" in proc.stderr and f"eval_version: table 4, here {EVAL_VERSION}" in proc.stderr
 
 
 def _rerun_cut_table(benchmark_module, tmp_path, monkeypatch, **config_changes):
@@ -147,7 +149,6 @@ def test_a_table_of_another_footing_is_measured_again_not_resumed(benchmark_modu
     """A table file left by an older evaluation version (here: a partial one) holds numbers that
     today's code would not produce: reward_table.py measures every plan again instead of
     resuming it, and the rewritten file carries today's footing."""
-    from privacysplit.envs.evaluator import EVAL_VERSION
 
     full, _, measured, again = _rerun_cut_table(benchmark_module, tmp_path, monkeypatch,
                                                 eval_version=EVAL_VERSION - 1)
@@ -159,12 +160,12 @@ def test_the_shipped_whole_lenet_table_holds_every_plan_on_the_footing_it_states
     """Issue 16 item 4: every plan of the whole LeNet space, measured once at `cpu` on the
     default data, shipped with its provenance; the README's optimum is the table's.
 
-    It was measured under evaluation version 5 (the standardised attacker); version 6 changed
-    `cpu`'s attacker, so until it is measured again the table must say so, the README must
+    It was measured under evaluation version 5 (the standardised attacker); versions 6 and 7
+    changed `cpu`'s attacker, so until it is measured again the table must say so, the README must
     say so, and the searchers must refuse it as of another footing rather than mix it with
     today's numbers (when it is measured again, this test checks today's footing instead)."""
     from privacysplit.agents.table import TableEvaluator
-    from privacysplit.envs.evaluator import EVAL_VERSION, Evaluator
+    from privacysplit.envs.evaluator import Evaluator
 
     (path,) = (BENCHMARKS / "results" / "reward_table_full").glob("table_lenet_mnist_cpu_*.csv.gz")
     evaluator = Evaluator("lenet", fidelity="cpu", cache=False)  # every technique, every partition
