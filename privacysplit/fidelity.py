@@ -85,8 +85,9 @@ class Fidelity:
             0.705 against the subset's 0.941 / 0.659 / 0.673 and the whitened reference's
             0.957 / 0.747 / 0.717, at 1-1.2x the subset's attack time (the same steps per
             round; one more warm restart where it still gains) (``"split"``: 0.955 / 0.730 /
-            0.706 at 1.5-2x).  ``cpu`` uses ``"split_steps"`` since evaluation version 6
-            (``"cpu:proactive_aux=subset"`` is version 5's attacker on that footing).
+            0.706 at 1.5-2x).  ``cpu`` used ``"split_steps"`` in evaluation version 6 and uses
+            ``"split"`` since version 7 (with ``proactive_shift_tolerance=0``; MSE within 10 %
+            of the reference's at every depth, where ``"split_steps"`` was 15-30 % over).
         attack_input: how the measuring attacker (and its prior) prepares the released
             features before its decoder: ``"standardize"`` (per channel), ``"whiten"``
             (ZCA across channels, :class:`privacysplit.attacks.whitening.FeatureWhitener`,
@@ -105,10 +106,11 @@ class Fidelity:
             there (partition 3, noise 0.3, six seeds; without the gain it was 0.08-0.11
             short): hence ``"auto"``, which reads noisy features standardised, and ``"both"``,
             the better of the two at twice the cost.  ``cpu`` uses ``"auto"`` since evaluation
-            version 6 (``"cpu:attack_input=standardize:proactive_aux=subset"`` is version 5's
-            attacker).
+            version 6 (``"cpu:attack_input=standardize:proactive_aux=subset:reactive_aux=subset:"``
+            ``"proactive_shift_tolerance=0.03"`` is version 5's attacker).
         reactive_aux: the measuring attacker's auxiliary set under the reactive threat, with
-            ``proactive_aux``'s choices.  Opt-in (not in ``cpu``): measured on LeNet/mnist at
+            ``proactive_aux``'s choices; ``cpu`` uses ``"split"`` since evaluation version 7.
+            Measured on LeNet/mnist at
             ``cpu`` fidelity against the reactive encoders of ``benchmarks/attack_strength.py``
             (README *Attack strength*), ``"split"`` (4,000 images, the prior fine-tuned its two
             epochs on all of them) brings the MSE to 1.07 / 1.01 / 1.04 / 1.08 of the
@@ -123,7 +125,8 @@ class Fidelity:
             fidelity's encoder): the prior fine-tuned two epochs on the whole split read
             0.974 (MSE 4.4x the reference's), 0.021 under its base score, so it stopped; the
             same attacker trained on, as ``cpu``'s does, reads 0.991.  ``0`` trains on
-            whenever the fine-tuned prior is short of its base score at all.
+            whenever the fine-tuned prior is short of its base score at all (``cpu``'s since
+            evaluation version 7).
     """
 
     name: str = "custom"
