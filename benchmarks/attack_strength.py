@@ -36,8 +36,10 @@ the fidelity's ``shift_attack`` does -- at ``cpu``, full-rate rounds of ``e - ft
 up to ``r`` warm restarts) or a scratch decoder (``generic``, ``mirror``: ``e`` epochs, best
 held-out epoch); keys ``n`` (auxiliary images, a number or ``all`` for the whole training
 split), ``e``, ``ft``, ``r``, ``b`` (batch size), ``lr`` (a factor on the decoder's
-learning rate) and ``w`` (1: whiten the features, with the prior trained on whitened base
-features; 0: standardise; ``privacysplit.attacks.whitening``).  Every key left out is the evaluation's own, so a bare ``prior`` repeats the
+learning rate), ``w`` (1: whiten the features, with the prior trained on whitened base
+features; 0: standardise; ``privacysplit.attacks.whitening``) and ``t`` (the shift tolerance:
+how far under its base score the fine-tuned prior may land before the attacker trains on;
+``Fidelity.shift_tolerance``).  Every key left out is the evaluation's own, so a bare ``prior`` repeats the
 evaluation's attack.
 
 Example::
@@ -86,7 +88,7 @@ DATA_SEED = 0
 
 #: what a ``--variants`` entry may set (see the module docstring), with its parser
 VARIANT_KEYS = {"n": lambda v: None if v == "all" else int(v), "e": int, "ft": int, "r": int, "b": int, "lr": float,
-                "w": lambda v: {"0": "standardize", "1": "whiten"}[v]}
+                "w": lambda v: {"0": "standardize", "1": "whiten"}[v], "t": float}
 VARIANT_FIELDS = ["network", "partition", "threat", "variant", "images", "ssim", "mse", "attacker", "restarts",
                   "seconds", "ssim_gap", "mse_ratio"]
 
@@ -106,8 +108,8 @@ def parse_variant(spec: str) -> tuple[str, dict]:
             options[key] = VARIANT_KEYS[key](value)
         except (ValueError, KeyError):
             raise ValueError(f"bad value {value!r} for {key!r} in {spec!r}") from None
-    if kind != "prior" and {"ft", "r"} & options.keys():
-        raise ValueError(f"'ft' and 'r' apply to the prior only, in {spec!r}")
+    if kind != "prior" and {"ft", "r", "t"} & options.keys():
+        raise ValueError(f"'ft', 'r' and 't' apply to the prior only, in {spec!r}")
     return kind, options
 
 
@@ -152,7 +154,7 @@ def variant_attack(encoder, priors: Priors, data, fid, args, spec: str, threat: 
                 raise ValueError("a 'prior' variant needs a fidelity with prior_epochs > 0")
             res = invert(encoder, feats, train.x, feats_val, val.x, **common, prior=prior,
                          prior_epochs=o.get("ft", finetune), prior_score=expected, shift_attack=fid.shift_attack,
-                         shift_tolerance=fid.shift_tolerance(threat), restarts=o.get("r", fid.proactive_restarts if proactive else 0))
+                         shift_tolerance=o.get("t", fid.shift_tolerance(threat)), restarts=o.get("r", fid.proactive_restarts if proactive else 0))
         else:
             res = invert(encoder, feats, train.x, feats_val, val.x, **common, decoders=(kind,), selection="full")
         if best is None or res.privacy_loss > best.privacy_loss:

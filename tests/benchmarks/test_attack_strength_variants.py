@@ -14,12 +14,15 @@ def test_variant_specs_parse_and_typos_are_refused(benchmark_module):
     assert parse("prior:n=all:e=3:ft=1:r=4:lr=2") == ("prior", {"n": None, "e": 3, "ft": 1, "r": 4, "lr": 2.0})
     assert parse("generic:n=500:b=32") == ("generic", {"n": 500, "b": 32})
     assert parse("prior:w=1") == ("prior", {"w": "whiten"}) and parse("generic:w=0") == ("generic", {"w": "standardize"})
+    assert parse("prior:t=0") == ("prior", {"t": 0.0})
     with pytest.raises(ValueError, match="valid: prior, mirror, generic"):
         parse("priors:e=3")
-    with pytest.raises(ValueError, match="valid keys: n, e, ft, r, b, lr, w"):
+    with pytest.raises(ValueError, match="valid keys: n, e, ft, r, b, lr, w, t"):
         parse("prior:epochs=3")
     with pytest.raises(ValueError, match="prior only"):
         parse("mirror:ft=1")
+    with pytest.raises(ValueError, match="prior only"):
+        parse("generic:t=0")
     with pytest.raises(ValueError, match="bad value"):
         parse("prior:e=three")
     with pytest.raises(ValueError, match="bad value"):
