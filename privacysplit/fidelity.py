@@ -30,6 +30,10 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from privacysplit.specs import split_spec
 
+#: how far the fine-tuned prior may land under its base score before the attacker trains on
+#: (the reactive threat's, and ``Fidelity.proactive_shift_tolerance``'s default)
+SHIFT_TOLERANCE = 0.03
+
 
 @dataclass(frozen=True)
 class Fidelity:
@@ -150,7 +154,7 @@ class Fidelity:
     proactive_aux: str = "subset"
     attack_input: str = "standardize"
     reactive_aux: str = "subset"
-    proactive_shift_tolerance: float = 0.03
+    proactive_shift_tolerance: float = SHIFT_TOLERANCE
 
     def __post_init__(self) -> None:
         """Refuse a value that would change meaning silently (``True`` as 1 epoch, a NaN
@@ -276,8 +280,6 @@ def retraining_fields(fidelity: Fidelity, threat: str = "reactive") -> dict:
 
 #: what the measuring attacker can do when the prior no longer fits (see ``Fidelity.shift_attack``)
 SHIFT_ATTACKS: tuple[str, ...] = ("scratch", "prior")
-#: how far the fine-tuned prior may land under its base score before the attacker trains on
-SHIFT_TOLERANCE = 0.03
 #: the measuring attacker's auxiliary set (see ``Fidelity.proactive_aux`` and ``reactive_aux``)
 ATTACK_AUX: tuple[str, ...] = ("subset", "split", "split_steps")
 #: how the measuring attacker prepares the released features (see ``Fidelity.attack_input``)
@@ -286,7 +288,7 @@ _UNSET = object()
 #: fields added after cache keys were first written, with the defaults that leave them out
 _LATE_DEFAULTS: dict[str, object] = {"shift_attack": "scratch", "proactive_restarts": 0, "proactive_aux": "subset",
                                      "attack_input": "standardize", "reactive_aux": "subset",
-                                     "proactive_shift_tolerance": 0.03}
+                                     "proactive_shift_tolerance": SHIFT_TOLERANCE}
 
 FIDELITIES: dict[str, Fidelity] = {
     "smoke": Fidelity(
