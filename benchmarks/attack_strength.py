@@ -136,7 +136,6 @@ def variant_attack(encoder, priors: Priors, data, fid, args, spec: str, threat: 
     Every option left out is the evaluation's own (``prior`` with no options repeats its attack,
     on each of the fidelity's inputs, the better counting)."""
     kind, o = parse_variant(spec)
-    proactive = threat == "proactive"
     inputs = [o["w"]] if "w" in o else input_kinds(fid.attack_input)
     train = data.train.take(o.get("n", fid.attack_images(threat)), DATA_SEED)
     val = data.val.take(fid.n_val, DATA_SEED)
@@ -154,7 +153,7 @@ def variant_attack(encoder, priors: Priors, data, fid, args, spec: str, threat: 
                 raise ValueError("a 'prior' variant needs a fidelity with prior_epochs > 0")
             res = invert(encoder, feats, train.x, feats_val, val.x, **common, prior=prior,
                          prior_epochs=o.get("ft", finetune), prior_score=expected, shift_attack=fid.shift_attack,
-                         shift_tolerance=o.get("t", fid.shift_tolerance(threat)), restarts=o.get("r", fid.proactive_restarts if proactive else 0))
+                         shift_tolerance=o.get("t", fid.shift_tolerance(threat)), restarts=o.get("r", fid.attack_restarts(threat)))
         else:
             res = invert(encoder, feats, train.x, feats_val, val.x, **common, decoders=(kind,), selection="full")
         if best is None or res.privacy_loss > best.privacy_loss:

@@ -186,12 +186,10 @@ class Fidelity:
         if self.attack_input not in ATTACK_INPUTS:
             raise ValueError(f"Fidelity.attack_input must be one of {', '.join(ATTACK_INPUTS)}, "
                              f"got {self.attack_input!r}")
-        value = self.proactive_shift_tolerance
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"Fidelity.proactive_shift_tolerance must be a finite number >= 0, got {value!r}")
-        value = self.adv_lambda
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"Fidelity.adv_lambda must be a finite number >= 0, got {value!r}")
+        for field_name in ("adv_lambda", "proactive_shift_tolerance"):
+            value = getattr(self, field_name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"Fidelity.{field_name} must be a finite number >= 0, got {value!r}")
 
     def key(self) -> str:
         """A short stable hash of every field; part of every cache key.
@@ -217,6 +215,11 @@ class Fidelity:
         (:func:`privacysplit.attacks.inversion.invert`): ``proactive_shift_tolerance``, or the
         reactive threat's fixed 0.03."""
         return self.proactive_shift_tolerance if threat == "proactive" else SHIFT_TOLERANCE
+
+    def attack_restarts(self, threat: str) -> int:
+        """The measuring attacker's warm restarts under ``threat``: ``proactive_restarts``, or
+        none against a reactive encoder."""
+        return self.proactive_restarts if threat == "proactive" else 0
 
     def attack_images(self, threat: str) -> int | None:
         """How many training images the measuring attacker gets under ``threat`` (the size

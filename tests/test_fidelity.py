@@ -108,5 +108,6 @@ def test_proactive_shift_tolerance_is_the_proactive_attackers_alone():
     assert (cpu.shift_tolerance("proactive"), cpu.shift_tolerance("reactive")) == (0.0, 0.03)
     patient = get_fidelity("cpu:proactive_shift_tolerance=0.03")
     assert patient.key() != cpu.key() and retraining_fields(patient, "proactive") == retraining_fields(cpu, "proactive")
+    assert (cpu.attack_restarts("proactive"), cpu.attack_restarts("reactive")) == (4, 0)
     with pytest.raises(ValueError, match="proactive_shift_tolerance must be a finite number >= 0"):
         cpu.with_(proactive_shift_tolerance=-0.1)

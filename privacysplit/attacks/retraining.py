@@ -515,7 +515,7 @@ def evaluate_split(
                          batch_size=fid.batch_size, lr=fid.decoder_lr, seed=seed, prior=prior,
                          prior_epochs=finetune, prior_score=expected, shift_attack=fid.shift_attack,
                          shift_tolerance=fid.shift_tolerance(threat),
-                         restarts=fid.proactive_restarts if threat == "proactive" else 0)
+                         restarts=fid.attack_restarts(threat))
             if att.decoder is None:
                 continue
             loss, steps = att.privacy_loss, steps + att.steps  # the compute of every input's attacker
