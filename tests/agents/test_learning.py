@@ -38,7 +38,7 @@ def test_learning_agent_beats_random_search(name, medians):
     assert medians[name] > medians["random"], medians
 
 
-MEASURED_TABLE = Path(__file__).parents[2] / "benchmarks/results/reward_table/table_lenet_mnist_cpu_bda6731e78.csv.gz"
+MEASURED_TABLE = Path(__file__).parents[2] / "benchmarks/results/reward_table/table_lenet_mnist_cpu_bf28bb68aa.csv.gz"
 
 
 @pytest.fixture(scope="module")
