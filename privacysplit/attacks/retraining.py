@@ -49,6 +49,11 @@
     the dCor, against the whitened attacker of ``Fidelity.attack_input``; seed 0) did not
     shield better: partition 3 without noise 0.930 at accuracy 0.944 (``dcor``: 0.941 at
     0.934), partition 6 0.630 at 0.914 (0.659 at 0.948), and accuracy collapsed at lambda 64.
+    A 3x learning rate for the encoder in the joint phase (tried and not shipped; lambda 16,
+    seeds 0-2, evaluation version 7) moved along the same frontier as more noise does: with
+    noise 0.3 SSIM fell 0.169 / 0.146 / 0.164 below the reactive plan's for 3.6 / 3.4 / 4.8
+    points (1x: 0.146 / 0.123 / 0.133 for 2.6 / 2.8 / 3.4), with noise 0.4 it cost 5.6-14.2
+    points, and 10x lost the task (accuracy 0.778 at seed 0).
   - ``"decoder"`` (version 1): N_p rounds of (in-game attackers restarted and trained N_d
     epochs against the current encoder; encoder+cloud train N_ec epochs while the in-game
     attackers keep taking one step per batch), leakage = :func:`inversion_leakage` /
