@@ -39,7 +39,8 @@ split), ``e``, ``ft``, ``r``, ``b`` (batch size), ``lr`` (a factor on the decode
 learning rate), ``w`` (1: whiten the features, with the prior trained on whitened base
 features; 0: standardise; ``privacysplit.attacks.whitening``) and ``t`` (the shift tolerance:
 how far under its base score the fine-tuned prior may land before the attacker trains on;
-``Fidelity.shift_tolerance``).  Every key left out is the evaluation's own, so a bare ``prior`` repeats the
+``Fidelity.shift_tolerance``) and ``d`` (the prior's decoder, ``generic`` or ``mirror``:
+``Fidelity.prior_decoder``).  Every key left out is the evaluation's own, so a bare ``prior`` repeats the
 evaluation's attack.
 
 Example::
@@ -66,7 +67,7 @@ from privacysplit.attacks.fitting import release
 from privacysplit.attacks.prior import attack_prior
 from privacysplit.attacks.whitening import input_kinds, read_as, reference_inputs
 from privacysplit.data import load_dataset
-from privacysplit.fidelity import get_fidelity
+from privacysplit.fidelity import PRIOR_DECODERS, get_fidelity
 from privacysplit.models import split
 from privacysplit.reporting import add_output_arguments, resolve_output
 from privacysplit.specs import split_spec
@@ -76,7 +77,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 FIELDS = [
     "network", "partition", "layer", "feature_shape", "threat", "privacy", "adv_lambda", "accuracy", "ssim", "mse",
-    "mse_norm", "attacker", "score_prior", "score_prior_tuned", "eval_seconds", "cpu_seconds", "prior_seconds",
+    "mse_norm", "attacker", "prior_decoder", "score_prior", "score_prior_tuned", "eval_seconds", "cpu_seconds", "prior_seconds",
     "train_seconds", "attack_seconds", "select_seconds", "fit_seconds", "measure_seconds",
     "legacy_ssim", "legacy_mse", "legacy_attacker", "legacy_seconds",
     "ref_ssim", "ref_mse", "ref_attacker", "ref_input", "ref_score_mirror", "ref_score_generic", "ref_score_prior",
@@ -88,7 +89,8 @@ DATA_SEED = 0
 
 #: what a ``--variants`` entry may set (see the module docstring), with its parser
 VARIANT_KEYS = {"n": lambda v: None if v == "all" else int(v), "e": int, "ft": int, "r": int, "b": int, "lr": float,
-                "w": lambda v: {"0": "standardize", "1": "whiten"}[v], "t": float}
+                "w": lambda v: {"0": "standardize", "1": "whiten"}[v], "t": float,
+                "d": lambda v: {d: d for d in PRIOR_DECODERS}[v]}
 VARIANT_FIELDS = ["network", "partition", "threat", "variant", "images", "ssim", "mse", "attacker", "restarts",
                   "seconds", "ssim_gap", "mse_ratio"]
 
@@ -108,8 +110,8 @@ def parse_variant(spec: str) -> tuple[str, dict]:
             options[key] = VARIANT_KEYS[key](value)
         except (ValueError, KeyError):
             raise ValueError(f"bad value {value!r} for {key!r} in {spec!r}") from None
-    if kind != "prior" and {"ft", "r", "t"} & options.keys():
-        raise ValueError(f"'ft', 'r' and 't' apply to the prior only, in {spec!r}")
+    if kind != "prior" and {"ft", "r", "t", "d"} & options.keys():
+        raise ValueError(f"'ft', 'r', 't' and 'd' apply to the prior only, in {spec!r}")
     return kind, options
 
 
@@ -121,13 +123,17 @@ class Priors:
         self.encoder, self.data, self.fid, self.args = encoder, data, fid, args
         self._got: dict[str, tuple] = {}
 
-    def get(self, attack_input: str) -> tuple[dict | None, float | None]:
+    def get(self, attack_input: str, decoder: str | None = None) -> tuple[dict | None, float | None]:
+        """The prior reading ``attack_input``, of ``decoder`` (default: the fidelity's
+        ``prior_decoder``), and its expected score."""
         if self.fid.prior_epochs <= 0:
             return None, None
-        if attack_input not in self._got:
-            self._got[attack_input] = attack_prior(self.encoder, self.data, self.fid, metric=self.args.privacy,
-                                                   seed=DATA_SEED, attack_input=attack_input, cache=self.args.cache)
-        return self._got[attack_input]
+        decoder = decoder or self.fid.prior_decoder
+        if (attack_input, decoder) not in self._got:
+            self._got[attack_input, decoder] = attack_prior(
+                self.encoder, self.data, self.fid, metric=self.args.privacy, seed=DATA_SEED,
+                attack_input=attack_input, cache=self.args.cache, decoder=decoder)
+        return self._got[attack_input, decoder]
 
 
 def variant_attack(encoder, priors: Priors, data, fid, args, spec: str, threat: str, seed: int) -> dict:
@@ -148,10 +154,11 @@ def variant_attack(encoder, priors: Priors, data, fid, args, spec: str, threat: 
     for name in inputs:
         _, feats, feats_val = read_as(name, *raw)
         if kind == "prior":
-            prior, expected = priors.get(name)
+            decoder = o.get("d", fid.prior_decoder)
+            prior, expected = priors.get(name, decoder)
             if prior is None:
                 raise ValueError("a 'prior' variant needs a fidelity with prior_epochs > 0")
-            res = invert(encoder, feats, train.x, feats_val, val.x, **common, prior=prior,
+            res = invert(encoder, feats, train.x, feats_val, val.x, **common, prior=prior, prior_decoder=decoder,
                          prior_epochs=o.get("ft", finetune), prior_score=expected, shift_attack=fid.shift_attack,
                          shift_tolerance=o.get("t", fid.shift_tolerance(threat)), restarts=o.get("r", fid.attack_restarts(threat)))
         else:
@@ -197,7 +204,7 @@ def reference_attack(encoder, priors: Priors, data, fid, args, seed: int) -> dic
         _, feats, feats_val = read_as(kind, *raw)
         res = invert(encoder, feats, train.x, feats_val, val.x, metric=args.privacy, epochs=args.ref_epochs,
                      batch_size=fid.batch_size, lr=fid.decoder_lr, seed=seed, selection="full",
-                     prior=priors.get(kind)[0], prior_epochs=args.ref_prior_epochs)
+                     prior=priors.get(kind)[0], prior_decoder=fid.prior_decoder, prior_epochs=args.ref_prior_epochs)
         if best is None or res.privacy_loss > best.privacy_loss:
             best, best_input = res, kind
     return {"ref_ssim": best.ssim, "ref_mse": best.mse, "ref_attacker": best.attacker, "ref_input": best_input,
@@ -238,7 +245,7 @@ def run(args: argparse.Namespace, variants: list[dict] | None = None) -> list[di
                     "threat": threat, "privacy": args.privacy, "adv_lambda": fid.adv_lambda,
                     "eval_seconds": wall - out.get("prior_seconds", 0.0),
                     "cpu_seconds": cpu - out.get("prior_seconds", 0.0),
-                    **{k: out.get(k) for k in ("accuracy", "ssim", "mse", "mse_norm", "attacker", "score_prior",
+                    **{k: out.get(k) for k in ("accuracy", "ssim", "mse", "mse_norm", "attacker", "prior_decoder", "score_prior",
                                                "score_prior_tuned", "prior_seconds", "train_seconds",
                                                "attack_seconds", "select_seconds", "fit_seconds",
                                                "measure_seconds", "attack_images", "attack_restarts")},

@@ -313,11 +313,18 @@ def generic_decoder(feats: torch.Tensor, targets: torch.Tensor, **options) -> De
     return Decoder(FeatureStandardizer(feats), body, targets, "generic", stem=stem)
 
 
-def warm_decoder(state: dict[str, torch.Tensor], feats: torch.Tensor, targets: torch.Tensor) -> Decoder | None:
-    """A generic decoder for ``feats`` starting from a prior's weights, or ``None`` when the
-    prior does not fit (a compression changed the released feature shape)."""
-    decoder = generic_decoder(feats, targets)
+def warm_decoder(state: dict[str, torch.Tensor], feats: torch.Tensor, targets: torch.Tensor,
+                 kind: str = "generic", encoder: Network | None = None) -> Decoder | None:
+    """A decoder of ``kind`` (:data:`DECODERS`; ``"mirror"`` needs the ``encoder`` whose
+    features are attacked) for ``feats`` starting from a prior's weights, or ``None`` when the
+    prior does not fit (a compression changed the released feature shape or, for a mirror, any
+    layer's shape)."""
+    if kind == "mirror" and encoder is None:
+        raise ValueError("a mirror prior needs the encoder it mirrors")
+    decoder = build_decoder(kind, encoder, feats, targets)
     own = decoder.state_dict()
+    if kind == "mirror" and set(state) != {k for k in own if not k.startswith("standardizer.")}:
+        return None  # another layer structure (a compressed plan): not this prior's decoder
     for k, v in state.items():
         if k not in own or own[k].shape != v.shape:
             return None

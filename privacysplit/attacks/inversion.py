@@ -206,6 +206,7 @@ def invert(
     generic_options: dict | None = None,
     selection: str = "warmup",
     prior: dict[str, torch.Tensor] | None = None,
+    prior_decoder: str = "generic",
     prior_epochs: int | None = None,
     prior_lr: float | None = None,
     prior_score: float | None = None,
@@ -236,6 +237,8 @@ def invert(
         prior: a prior decoder's weights (:func:`privacysplit.attacks.prior.prior_state`),
             trained on the base network's features at the same partition; ignored when the
             feature shape does not fit it.
+        prior_decoder: the decoder the prior is (``Fidelity.prior_decoder``); a ``"mirror"``
+            prior is ignored as well when the encoder's mirror has other layer shapes.
         prior_epochs: fine-tuning epochs of the prior (default ``epochs``).
         prior_score: the prior's own held-out score on the base network's features
             (:func:`privacysplit.attacks.prior.prior_score`).  When the fine-tuned prior
@@ -286,7 +289,7 @@ def invert(
     warm = None
     if prior is not None:
         torch.manual_seed(seed + 7)
-        warm = warm_decoder(prior, feats_train, x_train)
+        warm = warm_decoder(prior, feats_train, x_train, prior_decoder, encoder)
     scratch = list(decoders) if (warm is None or selection == "full") else []
     if not scratch and warm is None:
         raise ValueError(f"no decoder to attack with; valid decoders: {', '.join(DECODERS)}")

@@ -28,12 +28,12 @@ from pathlib import Path
 import torch
 
 from privacysplit._fsutil import atomic_torch_save, ensure_dir, file_lock
-from privacysplit.attacks.decoders import generic_decoder, warm_decoder
+from privacysplit.attacks.decoders import build_decoder, warm_decoder
 from privacysplit.attacks.fitting import release
 from privacysplit.attacks.inversion import decoder_fitter
 from privacysplit.attacks.whitening import attack_transform
 from privacysplit.data import Dataset
-from privacysplit.fidelity import Fidelity
+from privacysplit.fidelity import PRIOR_DECODERS, Fidelity
 from privacysplit.models import Network
 from privacysplit.training import cache_dir
 
@@ -55,10 +55,13 @@ def prior_folder(cache: str | Path | None = None) -> Path:
 
 
 def prior_key(base_encoder: Network, data: Dataset, *, metric: str, epochs: int, batch_size: int, lr: float,
-              seed: int, attack_input: str = "standardize") -> str:
+              seed: int, attack_input: str = "standardize", decoder: str = "generic") -> str:
     """A hash of everything the prior's weights depend on (weights, layers, data, training,
-    and the input it reads: ``Fidelity.attack_input``; standardised priors keep the key they
-    had before there was a choice, whitened ones the key they had as a flag)."""
+    the input it reads: ``Fidelity.attack_input``, and its decoder: ``Fidelity.prior_decoder``;
+    standardised priors keep the key they had before there was a choice, whitened ones the key
+    they had as a flag, generic ones the key they had before a mirror prior existed)."""
+    if decoder not in PRIOR_DECODERS:
+        raise ValueError(f"a prior is one of the decoders {', '.join(PRIOR_DECODERS)}; got {decoder!r}")
     h = hashlib.sha256()
     for name, tensor in sorted(base_encoder.state_dict().items()):
         h.update(name.encode())
@@ -67,7 +70,7 @@ def prior_key(base_encoder: Network, data: Dataset, *, metric: str, epochs: int,
     h.update(json.dumps({
         "layers": [str(s) for s in base_encoder.layers], "data": data.name, "fingerprint": str(fingerprint),
         "metric": metric, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-        "version": PRIOR_VERSION, **_input_key(attack_input),
+        "version": PRIOR_VERSION, **_input_key(attack_input), **({"decoder": decoder} if decoder != "generic" else {}),
     }, sort_keys=True).encode())
     return h.hexdigest()[:24]
 
@@ -83,14 +86,15 @@ def _input_key(attack_input: str) -> dict:
 
 
 def _train(base_encoder: Network, data: Dataset, metric: str, epochs: int, batch_size: int, lr: float,
-           seed: int, device: torch.device, attack_input: str = "standardize") -> dict[str, torch.Tensor]:
+           seed: int, device: torch.device, attack_input: str = "standardize",
+           kind: str = "generic") -> dict[str, torch.Tensor]:
     x = data.train.x.to(device)
     feats = release(base_encoder.to(device), x, data.normalize)
     transform = attack_transform(attack_input, feats)
     if transform is not None:  # the base features read through a transform fitted on themselves
         feats = transform(feats)
     torch.manual_seed(seed + 6700417)
-    decoder = generic_decoder(feats, x).to(device)
+    decoder = build_decoder(kind, base_encoder, feats, x).to(device)
     decoder_fitter(decoder, feats, x, metric=metric, epochs=epochs, batch_size=batch_size, lr=lr,
                    generator=torch.Generator().manual_seed(seed + 2147483647)).run()
     decoder.eval()
@@ -109,6 +113,7 @@ def prior_state(
     cache: str | Path | None | bool = None,
     device: str | torch.device = "cpu",
     attack_input: str = "standardize",
+    decoder: str = "generic",
 ) -> dict[str, torch.Tensor]:
     """The prior decoder's weights (without standardiser): memo, then disk, then trained.
 
@@ -118,12 +123,12 @@ def prior_state(
     attacker that reads its features that way.
     """
     key = prior_key(base_encoder, data, metric=metric, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                    attack_input=attack_input)
+                    attack_input=attack_input, decoder=decoder)
     if key in _MEMO:
         return _MEMO[key]
     dev = torch.device(device)
     if cache is False:
-        state = _train(base_encoder, data, metric, epochs, batch_size, lr, seed, dev, attack_input)
+        state = _train(base_encoder, data, metric, epochs, batch_size, lr, seed, dev, attack_input, decoder)
     else:
         folder = ensure_dir(prior_folder(cache), "attack-prior folder")
         path = folder / f"{key}.pt"
@@ -135,7 +140,7 @@ def prior_state(
                 except Exception:  # noqa: BLE001 - a broken file is retrained and replaced
                     state = None
             if state is None:
-                state = _train(base_encoder, data, metric, epochs, batch_size, lr, seed, dev, attack_input)
+                state = _train(base_encoder, data, metric, epochs, batch_size, lr, seed, dev, attack_input, decoder)
                 atomic_torch_save(state, path)
     _MEMO[key] = state
     return state
@@ -144,27 +149,43 @@ def prior_state(
 
 def attack_prior(base_encoder: Network, data: Dataset, fidelity: Fidelity, *, metric: str, seed: int = 0,
                  attack_input: str = "standardize", cache: str | Path | None | bool = None,
-                 device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], float]:
+                 device: str | torch.device = "cpu", decoder: str | None = None,
+                 ) -> tuple[dict[str, torch.Tensor], float]:
     """The prior a measuring attacker of ``fidelity`` starts from (:func:`prior_state` with the
-    fidelity's prior epochs, batch size and decoder rate) and its expected score on the base
-    features (:func:`prior_score` on ``fidelity.n_val`` images): what an evaluation, and a
-    benchmark repeating its attack, both read."""
+    fidelity's prior epochs, batch size and decoder rate; ``decoder`` defaults to
+    ``fidelity.prior_decoder``) and its expected score on the base features
+    (:func:`prior_score` on ``fidelity.n_val`` images): what an evaluation, and a benchmark
+    repeating its attack, both read."""
+    decoder = fidelity.prior_decoder if decoder is None else decoder
     state = prior_state(base_encoder, data, metric=metric, epochs=fidelity.prior_epochs,
                         batch_size=fidelity.batch_size, lr=fidelity.decoder_lr, seed=seed, cache=cache,
-                        device=device, attack_input=attack_input)
+                        device=device, attack_input=attack_input, decoder=decoder)
     return state, prior_score(base_encoder, data, state, metric=metric, n_val=fidelity.n_val, seed=seed,
-                              device=device, attack_input=attack_input)
+                              device=device, attack_input=attack_input, decoder=decoder)
+
+
+def mirror_fits(encoder: Network, base_encoder: Network, x: torch.Tensor, data: Dataset) -> bool:
+    """Whether a mirror prior trained on ``base_encoder`` fits ``encoder``'s mirror decoder:
+    the same weights by name and shape (a plan that compressed a device-side layer mirrors
+    into other shapes, and its attacker then starts from the generic prior).  ``x``: a couple
+    of inputs to trace the shapes with."""
+    def shapes(enc: Network) -> dict[str, tuple[int, ...]]:
+        feats = release(enc, x, data.normalize)
+        state = build_decoder("mirror", enc, feats, x).state_dict()
+        return {k: tuple(v.shape) for k, v in state.items() if not k.startswith("standardizer.")}
+
+    return shapes(encoder) == shapes(base_encoder)
 
 
 @torch.no_grad()
 def prior_score(base_encoder: Network, data: Dataset, state: dict[str, torch.Tensor], *, metric: str,
                 n_val: int | None = None, seed: int = 0, device: str | torch.device = "cpu",
-                attack_input: str = "standardize") -> float:
+                attack_input: str = "standardize", decoder: str = "generic") -> float:
     """The prior's held-out score on the *base* features (SSIM, or -MSE): what it achieves
     on the features it was trained for, against which a plan's features are compared
     (``attack_input``: a prior of :func:`prior_state` with that input, read through the
-    transform it was trained behind)."""
-    key = (hash(tuple(v.data_ptr() for v in state.values())), metric, n_val, seed, attack_input)
+    transform it was trained behind; ``decoder``: the kind it is)."""
+    key = (hash(tuple(v.data_ptr() for v in state.values())), metric, n_val, seed, attack_input, decoder)
     cached = _SCORES.get(str(key))
     if cached is not None:
         return cached
@@ -179,9 +200,9 @@ def prior_score(base_encoder: Network, data: Dataset, state: dict[str, torch.Ten
     transform = attack_transform(attack_input, train_feats)
     if transform is not None:
         feats, train_feats = transform(feats), transform(train_feats)
-    decoder = warm_decoder(state, train_feats[:2048], x[:2048])
-    if decoder is None:
+    warm = warm_decoder(state, train_feats[:2048], x[:2048], decoder, base_encoder)
+    if warm is None:
         return float("nan")
-    value = _score(metric, reconstruct(decoder, feats), xv)
+    value = _score(metric, reconstruct(warm, feats), xv)
     _SCORES[str(key)] = value
     return value

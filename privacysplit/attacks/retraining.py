@@ -109,7 +109,7 @@ from privacysplit.attacks.inversion import (
     train_decoder,
 )
 from privacysplit.attacks.metrics import ssim_torch
-from privacysplit.attacks.prior import attack_prior
+from privacysplit.attacks.prior import attack_prior, mirror_fits
 from privacysplit.attacks.property import (
     PropertyClassifier,
     infer_property,
@@ -414,7 +414,8 @@ def evaluate_split(
         ``ssim_mean`` (the mean image's SSIM), ``inv_mse``, ``score_<candidate>``
         (held-out score of every candidate: ``prior``, ``prior_tuned``, ``mirror``,
         ``generic``), ``prior_expected`` (the prior's score on the base features),
-        ``attack_fallback`` (1 when the prior no longer fitted and scratch decoders were
+        ``prior_decoder`` (the decoder the prior was: ``Fidelity.prior_decoder``, or
+        ``"generic"`` where a mirror prior did not fit the plan), ``attack_fallback`` (1 when the prior no longer fitted and scratch decoders were
         trained too), ``attack_images`` (the size of the attacker's auxiliary set) and
         ``warmup_loss_<decoder>`` (training loss after the warm-up epoch that picked the
         scratch decoder to finish); ``ssim`` is NaN for tabular data;
@@ -448,11 +449,14 @@ def evaluate_split(
               "measure_seconds": 0.0}
     inputs = input_kinds(fid.attack_input, noisy=feature_noise > 0)  # standardised, whitened or both
     priors: dict[str, tuple[dict, float]] = {}
+    prior_decoder = fid.prior_decoder
     if prior_encoder is not None and privacy != "property" and fid.prior_epochs > 0:
         t = time.perf_counter()
+        if prior_decoder == "mirror" and not mirror_fits(encoder, prior_encoder, x[:2], data):
+            prior_decoder = "generic"  # a compressed plan mirrors into other shapes
         for kind in inputs:
             priors[kind] = attack_prior(prior_encoder, data, fid, metric=privacy, seed=subset_seed,
-                                        attack_input=kind, cache=prior_cache, device=dev)
+                                        attack_input=kind, cache=prior_cache, device=dev, decoder=prior_decoder)
         phases["prior_seconds"] = time.perf_counter() - t
     # seeded after the prior, not before: training the prior (a cache miss) draws from the global
     # generator and reading it (a hit) does not, and retraining draws from it wherever it adds
@@ -518,7 +522,7 @@ def evaluate_split(
             prior, expected = priors.get(kind, (None, None))
             att = invert(encoder, f, xa, fv, xv, metric=privacy, epochs=n_d,
                          batch_size=fid.batch_size, lr=fid.decoder_lr, seed=seed, prior=prior,
-                         prior_epochs=finetune, prior_score=expected, shift_attack=fid.shift_attack,
+                         prior_decoder=prior_decoder, prior_epochs=finetune, prior_score=expected, shift_attack=fid.shift_attack,
                          shift_tolerance=fid.shift_tolerance(threat),
                          restarts=fid.attack_restarts(threat))
             if att.decoder is None:
@@ -548,7 +552,7 @@ def evaluate_split(
         mse_mean=att.mse_mean, ssim_mean=att.ssim_mean, inv_mse=att.inv_mse, attacker=att.attacker,
         attack_seconds=t_attack, attack_fallback=int(att.fallback), attack_restarts=att.restarts,
         attack_images=len(xa), attack_steps=steps, **phases,
-        **({"prior_expected": expected} if expected is not None else {}),
+        **({"prior_expected": expected, "prior_decoder": prior_decoder} if expected is not None else {}),
         **{f"score_{name}": value for name, value in att.scores.items()},
         **{f"warmup_loss_{name}": value for name, value in att.warmup.items()},
     )

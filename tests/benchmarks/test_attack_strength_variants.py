@@ -15,9 +15,10 @@ def test_variant_specs_parse_and_typos_are_refused(benchmark_module):
     assert parse("generic:n=500:b=32") == ("generic", {"n": 500, "b": 32})
     assert parse("prior:w=1") == ("prior", {"w": "whiten"}) and parse("generic:w=0") == ("generic", {"w": "standardize"})
     assert parse("prior:t=0") == ("prior", {"t": 0.0})
+    assert parse("prior:d=mirror") == ("prior", {"d": "mirror"})
     with pytest.raises(ValueError, match="valid: prior, mirror, generic"):
         parse("priors:e=3")
-    with pytest.raises(ValueError, match="valid keys: n, e, ft, r, b, lr, w, t"):
+    with pytest.raises(ValueError, match="valid keys: n, e, ft, r, b, lr, w, t, d"):
         parse("prior:epochs=3")
     with pytest.raises(ValueError, match="prior only"):
         parse("mirror:ft=1")
@@ -27,6 +28,10 @@ def test_variant_specs_parse_and_typos_are_refused(benchmark_module):
         parse("prior:e=three")
     with pytest.raises(ValueError, match="bad value"):
         parse("prior:w=yes")
+    with pytest.raises(ValueError, match="bad value"):
+        parse("prior:d=unet")
+    with pytest.raises(ValueError, match="prior only"):
+        parse("generic:d=mirror")
 
 
 def test_a_bad_variant_is_a_usage_error_before_any_training(benchmark_module, tmp_path):
