@@ -15,6 +15,11 @@ dataset, metric, training settings), and is cached on disk beside the base weigh
 memory; concurrent processes take turns under a file lock and the file is written
 atomically, so two workers never train the same prior twice at once or read half a file.
 
+The prior is the generic decoder unless ``Fidelity.prior_decoder`` is ``"mirror"``: then the
+encoder read backwards, trained the same way, which closes VGG11's deep-partition gap to the
+reference at several times the attack's cost (README *A mirror prior*); a plan whose mirror
+has other layer shapes starts from the generic prior (:func:`mirror_fits`).
+
 Only the decoder body and its mean-image offset are carried over: the standardiser is
 refitted to the features being attacked (a compressed plan's features have other scales).
 """
