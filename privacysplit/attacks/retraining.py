@@ -415,8 +415,8 @@ def evaluate_split(
         (held-out score of every candidate: ``prior``, ``prior_tuned``, ``mirror``,
         ``generic``), ``prior_expected`` (the prior's score on the base features),
         ``prior_decoder`` (the decoder the prior was: ``Fidelity.prior_decoder``, or
-        ``"generic"`` where a mirror prior did not fit the plan), ``attack_fallback`` (1 when the prior no longer fitted and scratch decoders were
-        trained too), ``attack_images`` (the size of the attacker's auxiliary set) and
+        ``"generic"`` where a mirror prior did not fit the plan), ``attack_fallback`` (1 when
+        the prior no longer fitted and scratch decoders were trained too), ``attack_images`` (the size of the attacker's auxiliary set) and
         ``warmup_loss_<decoder>`` (training loss after the warm-up epoch that picked the
         scratch decoder to finish); ``ssim`` is NaN for tabular data;
         for property inference ``property_accuracy`` and ``property_chance``; ``error``
