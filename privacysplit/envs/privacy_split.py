@@ -94,7 +94,7 @@ class PrivacySplitEnv(gym.Env):
       resolved) ``attack_input`` (``whiten`` or ``both``) and, for ``both``, ``attack_input_won``
       (the input whose attacker counted); property
       inference: ``property_accuracy``, ``property_chance``; under ``threat="proactive"``
-      ``game`` (the proactive game's objective: ``dcor``, ``dcor_kd`` or ``decoder``); ``reconstruction_png``: a PNG of
+      ``game`` (the proactive game's objective: ``dcor``, ``dcor_kd``, ``dcor_ridge`` or ``decoder``); ``reconstruction_png``: a PNG of
       originals (top) and the attacker's reconstructions (bottom), written beside the cache;
     * resources: ``resource`` (the S in the reward), ``resource_metric``, the savings ``S1``
       (parameters), ``S2`` (MACs), ``S3`` (latency); the device part's ``params``, ``macs``,
