@@ -187,6 +187,23 @@ def test_the_shipped_whole_lenet_table_holds_every_plan_on_the_footing_it_states
     assert {k: recorded[k] for k in today} == json.loads(json.dumps(today, default=str))  # all else the same
 
 
+def test_the_whole_space_measured_again_is_on_todays_footing():
+    """The 3,870-plan table measured again under today's evaluation version (``v7/``, beside
+    the version-5 one until its screening table is measured too): every plan, today's footing,
+    and the optimum the README quotes."""
+    from privacysplit.agents.table import TableEvaluator
+    from privacysplit.envs.evaluator import Evaluator
+
+    (path,) = (BENCHMARKS / "results" / "reward_table_full" / "v7").glob("table_lenet_mnist_cpu_*.csv.gz")
+    evaluator = Evaluator("lenet", fidelity="cpu", cache=False)
+    table = TableEvaluator.from_csv(path, evaluator.space)
+    assert len(table) == evaluator.space.count() == 3870
+    assert table.metadata["config"]["eval_version"] == EVAL_VERSION
+    table.check_footing(evaluator.config())  # raises on another footing
+    plan, best = table.optimum()
+    assert f"`{plan}`, now {best:.4f}" in (BENCHMARKS.parent / "README.md").read_text()
+
+
 def test_screened_evolution_matches_bilstm_at_50_with_half_the_compute_on_the_whole_space():
     """Issue 16 item 3 on the measured whole-space lenet table (evaluation version 5): over seeds
     0-9, screened_evolution with 25 compute (a screening costing 0.350 of a `cpu` evaluation)
