@@ -58,12 +58,15 @@
     (:func:`ridge_leakage`: the held-out R^2 of Gaussian-kernel ridge regression from the
     batch's features to the class residual, refitted every batch, so the encoder cannot
     escape it the way it escapes an in-game decoder).  The two together shield far more than
-    either: at LeNet partition 3, ``cpu`` fidelity, noise 0.3, lambda 16, seeds 0-5 (an
-    exploration script, evaluation version 7, against each seed's reactive plan without
-    noise) SSIM fell 0.193 / 0.204 / 0.208 / 0.256 / 0.189 / 0.201 below the reactive plan's
-    for 2.8 / 3.8 / 3.0 / 2.6 / 3.2 / 2.2 points (``"dcor_kd"``: 0.146 / 0.124 / 0.133 /
-    0.171 / 0.155 / 0.128 for 2.6 / 2.8 / 3.4 / 3.0 / 4.6 / 2.2), while the ridge term alone
-    (seeds 1-3) gave 0.131 / 0.136 / 0.119 for 2.4 / 3.0 / 2.0.  Tried and not shipped: a
+    either: at LeNet partition 3, ``cpu`` fidelity, noise 0.3, lambda 16, seeds 0-5
+    (``benchmarks/proactive_tradeoff.py``, evaluation version 7, against each seed's reactive
+    plan without noise; README, *Proactive trade-off*) SSIM fell 0.193 / 0.204 / 0.208 /
+    0.256 / 0.189 / 0.201 below the reactive plan's for 2.8 / 3.8 / 3.0 / 2.6 / 3.2 / 2.2
+    points (``"dcor_kd"``: 0.146 / 0.124 / 0.133 / 0.171 / 0.155 / 0.128 for 2.6 / 2.8 / 3.4 /
+    3.0 / 4.6 / 2.2; held-out seeds 6-8: 0.182 / 0.213 / 0.183 for 1.6 / 2.8 / 3.6), and the
+    reference attacker reads seed 0's encoder at 0.790 (fresh: 0.785; ``"dcor_kd"``'s 0.844).
+    In an exploration script with this code, the ridge term alone (seeds 1-3) gave 0.131 /
+    0.136 / 0.119 for 2.4 / 3.0 / 2.0.  Tried and not shipped: a
     linear kernel (0.196-0.243 for 1.4-6.0 points: less steady in accuracy), lambda 8
     (0.155-0.212 for 1.4-5.0), noise 0.15 (0.135-0.158 for 1.4-5.2), and training the
     ``"dcor_kd"`` encoder under 1.5x / 2x the released noise (seed 0: 0.146 / 0.134 for
