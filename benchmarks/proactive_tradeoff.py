@@ -225,7 +225,7 @@ def write(rows: list[dict], samples: dict, args: argparse.Namespace) -> None:
             ax.set_xticks([])
             ax.set_yticks([])
         fig.tight_layout()
-        fig.savefig(out / "proactive_grid.png", dpi=120)
+        fig.savefig(out / "proactive_grid.png", dpi=120, bbox_inches="tight")  # the long row labels too
         plt.close(fig)
     print(f"wrote {out}")
 
