@@ -144,6 +144,12 @@ class Fidelity:
             generic prior at partitions 22 / 25), MSE 0.82-1.14x the reference's (generic
             1.26-1.65x), for 1.1-4.3x an evaluation's CPU time and 3-23 minutes per prior, so
             no preset uses it (a GPU's attacker).
+        decoder_width: channels on the generic decoder's coarse grid
+            (:class:`~privacysplit.attacks.decoders.GenericDecoder`), for the attack prior and
+            every scratch generic attacker the measuring attacker trains (the proactive game's
+            in-game decoders keep the default).  Why a knob: at VGG11's deepest partitions
+            (512 channels on a 2x2 or 4x4 map) the default 48 is the bottleneck of the generic
+            prior (README *A wider generic prior*); the cost grows about as the square.
     """
 
     name: str = "custom"
@@ -169,6 +175,7 @@ class Fidelity:
     reactive_aux: str = "subset"
     proactive_shift_tolerance: float = SHIFT_TOLERANCE
     prior_decoder: str = "generic"
+    decoder_width: int = 48  # GenericDecoder's own default (decoders.GENERIC_WIDTH; a test keeps them equal)
 
     def __post_init__(self) -> None:
         """Refuse a value that would change meaning silently (``True`` as 1 epoch, a NaN
@@ -176,9 +183,9 @@ class Fidelity:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"Fidelity.name must be a non-empty string, got {self.name!r}")
         for field_name in ("batch_size", "base_epochs", "n_ec", "n_d", "n_p", "distill_steps", "prior_epochs",
-                           "prior_finetune", "game_attackers", "proactive_restarts"):
+                           "prior_finetune", "game_attackers", "proactive_restarts", "decoder_width"):
             value = getattr(self, field_name)
-            minimum = 1 if field_name in ("batch_size", "n_p", "game_attackers") else 0
+            minimum = 1 if field_name in ("batch_size", "n_p", "game_attackers", "decoder_width") else 0
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 kind = "a positive integer" if minimum else "a non-negative integer"
                 raise ValueError(f"Fidelity.{field_name} must be {kind}, got {value!r}")
@@ -310,7 +317,8 @@ _UNSET = object()
 #: fields added after cache keys were first written, with the defaults that leave them out
 _LATE_DEFAULTS: dict[str, object] = {"shift_attack": "scratch", "proactive_restarts": 0, "proactive_aux": "subset",
                                      "attack_input": "standardize", "reactive_aux": "subset",
-                                     "proactive_shift_tolerance": SHIFT_TOLERANCE, "prior_decoder": "generic"}
+                                     "proactive_shift_tolerance": SHIFT_TOLERANCE, "prior_decoder": "generic",
+                                     "decoder_width": 48}
 
 FIDELITIES: dict[str, Fidelity] = {
     "smoke": Fidelity(

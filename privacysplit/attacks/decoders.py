@@ -201,6 +201,10 @@ def mirror_decoder(encoder: Network, feats: torch.Tensor, targets: torch.Tensor)
     return Decoder(FeatureStandardizer(feats), nn.Sequential(*mods), targets, "mirror")
 
 
+#: channels on the generic decoder's coarse grid unless told otherwise (``Fidelity.decoder_width``)
+GENERIC_WIDTH = 48
+
+
 class CenterPad(nn.Module):
     """Zero-pad a map symmetrically to ``size`` (undoes a 'valid' convolution's shrinkage)."""
 
@@ -256,7 +260,7 @@ class GenericDecoder(nn.Module):
         feat_shape: tuple[int, ...],
         out_shape: tuple[int, ...],
         *,
-        width: int = 48,
+        width: int = GENERIC_WIDTH,
         depth: int = 2,
         scale: int = 4,
         hidden: int = 256,
@@ -314,14 +318,14 @@ def generic_decoder(feats: torch.Tensor, targets: torch.Tensor, **options) -> De
 
 
 def warm_decoder(state: dict[str, torch.Tensor], feats: torch.Tensor, targets: torch.Tensor,
-                 kind: str = "generic", encoder: Network | None = None) -> Decoder | None:
+                 kind: str = "generic", encoder: Network | None = None, **options) -> Decoder | None:
     """A decoder of ``kind`` (:data:`DECODERS`; ``"mirror"`` needs the ``encoder`` whose
     features are attacked) for ``feats`` starting from a prior's weights, or ``None`` when the
     prior does not fit (a compression changed the released feature shape or, for a mirror, any
-    layer's shape)."""
+    layer's shape).  ``options``: the generic decoder's (its ``width``), as the prior was built."""
     if kind == "mirror" and encoder is None:
         raise ValueError("a mirror prior needs the encoder it mirrors")
-    decoder = build_decoder(kind, encoder, feats, targets)
+    decoder = build_decoder(kind, encoder, feats, targets, **options)
     own = decoder.state_dict()
     if kind == "mirror" and set(state) != {k for k in own if not k.startswith("standardizer.")}:
         return None  # another layer structure (a compressed plan): not this prior's decoder
@@ -335,7 +339,8 @@ def warm_decoder(state: dict[str, torch.Tensor], feats: torch.Tensor, targets: t
 
 
 def build_decoder(name: str, encoder: Network, feats: torch.Tensor, targets: torch.Tensor, **options) -> Decoder:
-    """Build a decoder by name (one of :data:`DECODERS`)."""
+    """Build a decoder by name (one of :data:`DECODERS`); ``options`` are the generic
+    decoder's (:class:`GenericDecoder`'s width, depth, ...), which the mirror has none of."""
     if name == "mirror":
         return mirror_decoder(encoder, feats, targets)
     if name == "generic":

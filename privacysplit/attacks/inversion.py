@@ -225,7 +225,8 @@ def invert(
         epochs, batch_size, lr: decoder training (N_d, batch size, decoder learning rate).
         seed: seeds decoder initialisation and batch order.
         decoders: candidate decoder names trained from scratch.
-        generic_options: keyword arguments of the generic decoder (width, depth, ...).
+        generic_options: keyword arguments of the generic decoder (width, depth, ...), the
+            scratch one's and a generic prior's (which was built with them).
         selection: ``"warmup"`` (what evaluations use): with a ``prior`` that fits, the
             prior as it is (candidate ``prior``) and fine-tuned for ``prior_epochs``
             epochs keeping the best held-out epoch (candidate ``prior_tuned``); no scratch
@@ -289,7 +290,7 @@ def invert(
     warm = None
     if prior is not None:
         torch.manual_seed(seed + 7)
-        warm = warm_decoder(prior, feats_train, x_train, prior_decoder, encoder)
+        warm = warm_decoder(prior, feats_train, x_train, prior_decoder, encoder, **(generic_options or {}))
     scratch = list(decoders) if (warm is None or selection == "full") else []
     if not scratch and warm is None:
         raise ValueError(f"no decoder to attack with; valid decoders: {', '.join(DECODERS)}")
@@ -360,8 +361,7 @@ def invert(
     candidates: dict[str, tuple[Decoder, Fitter]] = {}
     for k, name in enumerate(scratch):
         torch.manual_seed(seed + 7919 * (k + 1))
-        options = (generic_options or {}) if name == "generic" else {}
-        decoder = build_decoder(name, encoder, feats_train, x_train, **options).to(feats_train.device)
+        decoder = build_decoder(name, encoder, feats_train, x_train, **(generic_options or {})).to(feats_train.device)
         gen = torch.Generator().manual_seed(seed + 104729 * (k + 1))
         candidates[name] = (decoder, decoder_fitter(decoder, feats_train, x_train, metric=metric, epochs=epochs,
                                                     batch_size=batch_size, lr=lr, generator=gen))

@@ -472,7 +472,8 @@ def evaluate_split(
         ``generic``), ``prior_expected`` (the prior's score on the base features),
         ``prior_decoder`` (the decoder the prior was: ``Fidelity.prior_decoder``, or
         ``"generic"`` where a mirror prior did not fit the plan), ``attack_fallback`` (1 when
-        the prior no longer fitted and scratch decoders were trained too), ``attack_images`` (the size of the attacker's auxiliary set) and
+        the prior no longer fitted and scratch decoders were trained too), ``attack_images``
+        (the size of the attacker's auxiliary set) and
         ``warmup_loss_<decoder>`` (training loss after the warm-up epoch that picked the
         scratch decoder to finish); ``ssim`` is NaN for tabular data;
         for property inference ``property_accuracy`` and ``property_chance``; ``error``
@@ -580,7 +581,7 @@ def evaluate_split(
                          batch_size=fid.batch_size, lr=fid.decoder_lr, seed=seed, prior=prior,
                          prior_decoder=prior_decoder, prior_epochs=finetune, prior_score=expected, shift_attack=fid.shift_attack,
                          shift_tolerance=fid.shift_tolerance(threat),
-                         restarts=fid.attack_restarts(threat))
+                         restarts=fid.attack_restarts(threat), generic_options={"width": fid.decoder_width})
             if att.decoder is None:
                 continue
             loss, steps = att.privacy_loss, steps + att.steps  # the compute of every input's attacker

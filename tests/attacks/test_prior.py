@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from privacysplit.attacks import evaluate_split
-from privacysplit.attacks.decoders import warm_decoder
+from privacysplit.attacks.decoders import GENERIC_WIDTH, warm_decoder
 from privacysplit.attacks.fitting import release
 from privacysplit.attacks.prior import mirror_fits, prior_key, prior_score, prior_state
 from privacysplit.compression import apply_plan
@@ -79,3 +79,38 @@ def test_prior_decoder_is_checked_and_enters_cache_keys_only_when_set():
     cpu = get_fidelity("cpu")
     assert "prior_decoder" not in cpu.to_dict()
     assert cpu.with_(name="cpu", prior_decoder="mirror").key() != cpu.key()
+
+
+def test_decoder_width_builds_the_prior_and_enters_keys_only_when_set(mnist, lenet):
+    """``Fidelity.decoder_width``: the fidelity's default is the decoder's own (so every key
+    written before the field stays); another width is another prior under another key, built
+    with that many grid channels, which a default-width attacker cannot start from."""
+    cpu = get_fidelity("cpu")
+    assert cpu.decoder_width == GENERIC_WIDTH and "decoder_width" not in cpu.to_dict()
+    assert cpu.with_(name="cpu", decoder_width=96).key() != cpu.key()
+    with pytest.raises(ValueError, match="decoder_width must be a positive integer"):
+        get_fidelity("cpu:decoder_width=0")
+    enc = lenet.sub(0, 4)
+    key_args = dict(metric="ssim", epochs=1, batch_size=128, lr=3e-3, seed=0)
+    assert prior_key(enc, mnist, width=GENERIC_WIDTH, **key_args) == prior_key(enc, mnist, **key_args)
+    assert prior_key(enc, mnist, width=16, **key_args) != prior_key(enc, mnist, **key_args)
+    assert prior_key(enc, mnist, decoder="mirror", width=16, **key_args) == \
+        prior_key(enc, mnist, decoder="mirror", **key_args)  # the mirror has no width
+    narrow = prior_state(enc, mnist, width=16, **PRIOR)
+    feats = release(enc, mnist.train.x[:64], mnist.normalize)
+    x = mnist.train.x[:64]
+    widths = {v.shape[0] for k, v in narrow.items() if k.endswith("weight") and v.dim() == 4}
+    assert 16 in widths and GENERIC_WIDTH not in widths
+    assert warm_decoder(narrow, feats, x, "generic", width=16) is not None
+    assert warm_decoder(narrow, feats, x, "generic") is None  # a default-width decoder does not fit it
+
+
+def test_an_evaluation_starts_from_the_prior_of_its_own_width(mnist, tmp_path):
+    """The measuring attacker builds its warm decoder at the fidelity's width, so a non-default
+    width's prior is used, not refused for its shapes (which would leave the scratch decoders)."""
+    fid = get_fidelity("smoke").with_(prior_epochs=1, decoder_width=16)
+    base = pretrained_base("lenet", mnist, fidelity=fid, cache=str(tmp_path))[0]
+    enc, cloud = split(copy.deepcopy(base), 3)
+    out = evaluate_split(enc, cloud, mnist, fidelity=fid, seed=0, prior_encoder=base.sub(0, 4),
+                         prior_cache=str(tmp_path))
+    assert out["attacker"].startswith("prior") and "score_prior" in out
