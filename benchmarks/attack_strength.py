@@ -161,7 +161,7 @@ def variant_attack(encoder, priors: Priors, data, fid, args, spec: str, threat: 
             res = invert(encoder, feats, train.x, feats_val, val.x, **common, prior=prior, prior_decoder=decoder,
                          prior_epochs=o.get("ft", finetune), prior_score=expected, shift_attack=fid.shift_attack,
                          shift_tolerance=o.get("t", fid.shift_tolerance(threat)), restarts=o.get("r", fid.attack_restarts(threat)),
-                         generic_options={"width": fid.decoder_width})
+                         generic_options=fid.generic_options())
         else:
             res = invert(encoder, feats, train.x, feats_val, val.x, **common, decoders=(kind,), selection="full")
         if best is None or res.privacy_loss > best.privacy_loss:
@@ -206,7 +206,7 @@ def reference_attack(encoder, priors: Priors, data, fid, args, seed: int) -> dic
         res = invert(encoder, feats, train.x, feats_val, val.x, metric=args.privacy, epochs=args.ref_epochs,
                      batch_size=fid.batch_size, lr=fid.decoder_lr, seed=seed, selection="full",
                      prior=priors.get(kind)[0], prior_decoder=fid.prior_decoder, prior_epochs=args.ref_prior_epochs,
-                     generic_options={"width": fid.decoder_width})
+                     generic_options=fid.generic_options())
         if best is None or res.privacy_loss > best.privacy_loss:
             best, best_input = res, kind
     return {"ref_ssim": best.ssim, "ref_mse": best.mse, "ref_attacker": best.attacker, "ref_input": best_input,

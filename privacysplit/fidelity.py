@@ -144,12 +144,14 @@ class Fidelity:
             generic prior at partitions 22 / 25), MSE 0.82-1.14x the reference's (generic
             1.26-1.65x), for 1.1-4.3x an evaluation's CPU time and 3-23 minutes per prior, so
             no preset uses it (a GPU's attacker).
-        decoder_width: channels on the generic decoder's coarse grid
-            (:class:`~privacysplit.attacks.decoders.GenericDecoder`), for the attack prior and
-            every scratch generic attacker the measuring attacker trains (the proactive game's
-            in-game decoders keep the default).  Why a knob: at VGG11's deepest partitions
-            (512 channels on a 2x2 or 4x4 map) the default 48 is the bottleneck of the generic
-            prior (README *A wider generic prior*); the cost grows about as the square.
+        decoder_width, decoder_depth: the generic decoder's channels on its coarse grid and
+            its 3x3 convolutions there (:class:`~privacysplit.attacks.decoders.GenericDecoder`),
+            for the attack prior and every scratch generic decoder the measuring attacker
+            trains (the proactive game's in-game decoders keep the defaults, 48 and 2).  Why
+            knobs: at VGG11's deepest partitions (512 channels on a 4x4 or 2x2 map) the default
+            decoder is what keeps the generic prior short of the reference (README *A deeper
+            generic prior*).  Depth is the cheap one: each grid convolution adds about a
+            quarter of the default decoder's time, where width costs about its square.
     """
 
     name: str = "custom"
@@ -175,7 +177,8 @@ class Fidelity:
     reactive_aux: str = "subset"
     proactive_shift_tolerance: float = SHIFT_TOLERANCE
     prior_decoder: str = "generic"
-    decoder_width: int = 48  # GenericDecoder's own default (decoders.GENERIC_WIDTH; a test keeps them equal)
+    decoder_width: int = 48  # GenericDecoder's own defaults (decoders.GENERIC_WIDTH, GENERIC_DEPTH;
+    decoder_depth: int = 2  # a test keeps them equal)
 
     def __post_init__(self) -> None:
         """Refuse a value that would change meaning silently (``True`` as 1 epoch, a NaN
@@ -183,9 +186,10 @@ class Fidelity:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"Fidelity.name must be a non-empty string, got {self.name!r}")
         for field_name in ("batch_size", "base_epochs", "n_ec", "n_d", "n_p", "distill_steps", "prior_epochs",
-                           "prior_finetune", "game_attackers", "proactive_restarts", "decoder_width"):
+                           "prior_finetune", "game_attackers", "proactive_restarts", "decoder_width", "decoder_depth"):
             value = getattr(self, field_name)
-            minimum = 1 if field_name in ("batch_size", "n_p", "game_attackers", "decoder_width") else 0
+            minimum = 1 if field_name in ("batch_size", "n_p", "game_attackers", "decoder_width", "decoder_depth") \
+                else 0
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 kind = "a positive integer" if minimum else "a non-negative integer"
                 raise ValueError(f"Fidelity.{field_name} must be {kind}, got {value!r}")
@@ -214,6 +218,11 @@ class Fidelity:
             value = getattr(self, field_name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"Fidelity.{field_name} must be a finite number >= 0, got {value!r}")
+
+    def generic_options(self) -> dict[str, int]:
+        """The measuring attacker's generic decoder: ``decoder_width`` and ``decoder_depth`` as
+        :class:`~privacysplit.attacks.decoders.GenericDecoder`'s keyword arguments."""
+        return {"width": self.decoder_width, "depth": self.decoder_depth}
 
     def key(self) -> str:
         """A short stable hash of every field; part of every cache key.
@@ -318,7 +327,7 @@ _UNSET = object()
 _LATE_DEFAULTS: dict[str, object] = {"shift_attack": "scratch", "proactive_restarts": 0, "proactive_aux": "subset",
                                      "attack_input": "standardize", "reactive_aux": "subset",
                                      "proactive_shift_tolerance": SHIFT_TOLERANCE, "prior_decoder": "generic",
-                                     "decoder_width": 48}
+                                     "decoder_width": 48, "decoder_depth": 2}
 
 FIDELITIES: dict[str, Fidelity] = {
     "smoke": Fidelity(

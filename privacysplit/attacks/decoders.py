@@ -203,6 +203,8 @@ def mirror_decoder(encoder: Network, feats: torch.Tensor, targets: torch.Tensor)
 
 #: channels on the generic decoder's coarse grid unless told otherwise (``Fidelity.decoder_width``)
 GENERIC_WIDTH = 48
+#: 3x3 convolutions on that grid unless told otherwise (``Fidelity.decoder_depth``)
+GENERIC_DEPTH = 2
 
 
 class CenterPad(nn.Module):
@@ -261,7 +263,7 @@ class GenericDecoder(nn.Module):
         out_shape: tuple[int, ...],
         *,
         width: int = GENERIC_WIDTH,
-        depth: int = 2,
+        depth: int = GENERIC_DEPTH,
         scale: int = 4,
         hidden: int = 256,
     ) -> None:

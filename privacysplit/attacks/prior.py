@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from privacysplit._fsutil import atomic_torch_save, ensure_dir, file_lock
-from privacysplit.attacks.decoders import GENERIC_WIDTH, build_decoder, warm_decoder
+from privacysplit.attacks.decoders import GENERIC_DEPTH, GENERIC_WIDTH, build_decoder, warm_decoder
 from privacysplit.attacks.fitting import release
 from privacysplit.attacks.inversion import decoder_fitter
 from privacysplit.attacks.whitening import attack_transform
@@ -61,12 +61,12 @@ def prior_folder(cache: str | Path | None = None) -> Path:
 
 def prior_key(base_encoder: Network, data: Dataset, *, metric: str, epochs: int, batch_size: int, lr: float,
               seed: int, attack_input: str = "standardize", decoder: str = "generic",
-              width: int = GENERIC_WIDTH) -> str:
+              generic: dict | None = None) -> str:
     """A hash of everything the prior's weights depend on (weights, layers, data, training,
-    the input it reads: ``Fidelity.attack_input``, its decoder: ``Fidelity.prior_decoder``, and
-    a generic decoder's width: ``Fidelity.decoder_width``; standardised priors keep the key they
-    had before there was a choice, whitened ones the key they had as a flag, generic ones of the
-    default width the key they had before a mirror prior or a width existed)."""
+    the input it reads: ``Fidelity.attack_input``, its decoder: ``Fidelity.prior_decoder``, and a
+    generic decoder's ``generic`` options: ``Fidelity.generic_options``; standardised priors keep
+    the key they had before there was a choice, whitened ones the key they had as a flag, generic
+    ones of the default shape the key they had before a mirror prior or a shape existed)."""
     if decoder not in PRIOR_DECODERS:
         raise ValueError(f"a prior is one of the decoders {', '.join(PRIOR_DECODERS)}; got {decoder!r}")
     h = hashlib.sha256()
@@ -78,9 +78,19 @@ def prior_key(base_encoder: Network, data: Dataset, *, metric: str, epochs: int,
         "layers": [str(s) for s in base_encoder.layers], "data": data.name, "fingerprint": str(fingerprint),
         "metric": metric, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
         "version": PRIOR_VERSION, **_input_key(attack_input), **({"decoder": decoder} if decoder != "generic" else {}),
-        **({"width": width} if decoder == "generic" and width != GENERIC_WIDTH else {}),
+        **(_shape(generic) if decoder == "generic" else {}),
     }, sort_keys=True).encode())
     return h.hexdigest()[:24]
+
+
+def _shape(generic: dict | None) -> dict:
+    """What a generic prior's options add to its key: each that differs from the decoder's own
+    default (so default-shaped priors keep their files)."""
+    defaults = {"width": GENERIC_WIDTH, "depth": GENERIC_DEPTH}
+    unknown = set(generic or {}) - set(defaults)
+    if unknown:
+        raise ValueError(f"a generic prior's options are {', '.join(defaults)}; got {', '.join(sorted(unknown))}")
+    return {k: v for k, v in (generic or {}).items() if v != defaults[k]}
 
 
 def _input_key(attack_input: str) -> dict:
@@ -95,14 +105,14 @@ def _input_key(attack_input: str) -> dict:
 
 def _train(base_encoder: Network, data: Dataset, metric: str, epochs: int, batch_size: int, lr: float,
            seed: int, device: torch.device, attack_input: str = "standardize",
-           kind: str = "generic", width: int = GENERIC_WIDTH) -> dict[str, torch.Tensor]:
+           kind: str = "generic", generic: dict | None = None) -> dict[str, torch.Tensor]:
     x = data.train.x.to(device)
     feats = release(base_encoder.to(device), x, data.normalize)
     transform = attack_transform(attack_input, feats)
     if transform is not None:  # the base features read through a transform fitted on themselves
         feats = transform(feats)
     torch.manual_seed(seed + 6700417)
-    decoder = build_decoder(kind, base_encoder, feats, x, width=width).to(device)
+    decoder = build_decoder(kind, base_encoder, feats, x, **(generic or {})).to(device)
     decoder_fitter(decoder, feats, x, metric=metric, epochs=epochs, batch_size=batch_size, lr=lr,
                    generator=torch.Generator().manual_seed(seed + 2147483647)).run()
     decoder.eval()
@@ -122,7 +132,7 @@ def prior_state(
     device: str | torch.device = "cpu",
     attack_input: str = "standardize",
     decoder: str = "generic",
-    width: int = GENERIC_WIDTH,
+    generic: dict | None = None,
 ) -> dict[str, torch.Tensor]:
     """The prior decoder's weights (without standardiser): memo, then disk, then trained.
 
@@ -132,12 +142,12 @@ def prior_state(
     attacker that reads its features that way.
     """
     key = prior_key(base_encoder, data, metric=metric, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                    attack_input=attack_input, decoder=decoder, width=width)
+                    attack_input=attack_input, decoder=decoder, generic=generic)
     if key in _MEMO:
         return _MEMO[key]
     dev = torch.device(device)
     if cache is False:
-        state = _train(base_encoder, data, metric, epochs, batch_size, lr, seed, dev, attack_input, decoder, width)
+        state = _train(base_encoder, data, metric, epochs, batch_size, lr, seed, dev, attack_input, decoder, generic)
     else:
         folder = ensure_dir(prior_folder(cache), "attack-prior folder")
         path = folder / f"{key}.pt"
@@ -149,7 +159,7 @@ def prior_state(
                 except Exception:  # noqa: BLE001 - a broken file is retrained and replaced
                     state = None
             if state is None:
-                state = _train(base_encoder, data, metric, epochs, batch_size, lr, seed, dev, attack_input, decoder, width)
+                state = _train(base_encoder, data, metric, epochs, batch_size, lr, seed, dev, attack_input, decoder, generic)
                 atomic_torch_save(state, path)
     _MEMO[key] = state
     return state
@@ -161,17 +171,17 @@ def attack_prior(base_encoder: Network, data: Dataset, fidelity: Fidelity, *, me
                  device: str | torch.device = "cpu", decoder: str | None = None,
                  ) -> tuple[dict[str, torch.Tensor], float]:
     """The prior a measuring attacker of ``fidelity`` starts from (:func:`prior_state` with the
-    fidelity's prior epochs, batch size, decoder rate and generic width; ``decoder`` defaults to
+    fidelity's prior epochs, batch size, decoder rate and generic options; ``decoder`` defaults to
     ``fidelity.prior_decoder``) and its expected score on the base features
     (:func:`prior_score` on ``fidelity.n_val`` images): what an evaluation, and a benchmark
     repeating its attack, both read."""
     decoder = fidelity.prior_decoder if decoder is None else decoder
     state = prior_state(base_encoder, data, metric=metric, epochs=fidelity.prior_epochs,
                         batch_size=fidelity.batch_size, lr=fidelity.decoder_lr, seed=seed, cache=cache,
-                        device=device, attack_input=attack_input, decoder=decoder, width=fidelity.decoder_width)
+                        device=device, attack_input=attack_input, decoder=decoder, generic=fidelity.generic_options())
     return state, prior_score(base_encoder, data, state, metric=metric, n_val=fidelity.n_val, seed=seed,
                               device=device, attack_input=attack_input, decoder=decoder,
-                              width=fidelity.decoder_width)
+                              generic=fidelity.generic_options())
 
 
 def mirror_fits(encoder: Network, base_encoder: Network, x: torch.Tensor, data: Dataset) -> bool:
@@ -190,12 +200,14 @@ def mirror_fits(encoder: Network, base_encoder: Network, x: torch.Tensor, data: 
 @torch.no_grad()
 def prior_score(base_encoder: Network, data: Dataset, state: dict[str, torch.Tensor], *, metric: str,
                 n_val: int | None = None, seed: int = 0, device: str | torch.device = "cpu",
-                attack_input: str = "standardize", decoder: str = "generic", width: int = GENERIC_WIDTH) -> float:
+                attack_input: str = "standardize", decoder: str = "generic",
+                generic: dict | None = None) -> float:
     """The prior's held-out score on the *base* features (SSIM, or -MSE): what it achieves
     on the features it was trained for, against which a plan's features are compared
     (``attack_input``: a prior of :func:`prior_state` with that input, read through the
-    transform it was trained behind; ``decoder``: the kind it is, ``width``: a generic one's)."""
-    key = (hash(tuple(v.data_ptr() for v in state.values())), metric, n_val, seed, attack_input, decoder, width)
+    transform it was trained behind; ``decoder``: the kind it is, ``generic``: a generic one's options)."""
+    key = (hash(tuple(v.data_ptr() for v in state.values())), metric, n_val, seed, attack_input, decoder,
+           tuple(sorted((generic or {}).items())))
     cached = _SCORES.get(str(key))
     if cached is not None:
         return cached
@@ -210,7 +222,7 @@ def prior_score(base_encoder: Network, data: Dataset, state: dict[str, torch.Ten
     transform = attack_transform(attack_input, train_feats)
     if transform is not None:
         feats, train_feats = transform(feats), transform(train_feats)
-    warm = warm_decoder(state, train_feats[:2048], x[:2048], decoder, base_encoder, width=width)
+    warm = warm_decoder(state, train_feats[:2048], x[:2048], decoder, base_encoder, **(generic or {}))
     if warm is None:
         return float("nan")
     value = _score(metric, reconstruct(warm, feats), xv)

@@ -581,7 +581,7 @@ def evaluate_split(
                          batch_size=fid.batch_size, lr=fid.decoder_lr, seed=seed, prior=prior,
                          prior_decoder=prior_decoder, prior_epochs=finetune, prior_score=expected, shift_attack=fid.shift_attack,
                          shift_tolerance=fid.shift_tolerance(threat),
-                         restarts=fid.attack_restarts(threat), generic_options={"width": fid.decoder_width})
+                         restarts=fid.attack_restarts(threat), generic_options=fid.generic_options())
             if att.decoder is None:
                 continue
             loss, steps = att.privacy_loss, steps + att.steps  # the compute of every input's attacker

@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from privacysplit.attacks import evaluate_split
-from privacysplit.attacks.decoders import GENERIC_WIDTH, warm_decoder
+from privacysplit.attacks.decoders import GENERIC_DEPTH, GENERIC_WIDTH, warm_decoder
 from privacysplit.attacks.fitting import release
 from privacysplit.attacks.prior import mirror_fits, prior_key, prior_score, prior_state
 from privacysplit.compression import apply_plan
@@ -81,34 +81,48 @@ def test_prior_decoder_is_checked_and_enters_cache_keys_only_when_set():
     assert cpu.with_(name="cpu", prior_decoder="mirror").key() != cpu.key()
 
 
-def test_decoder_width_builds_the_prior_and_enters_keys_only_when_set(mnist, lenet):
-    """``Fidelity.decoder_width``: the fidelity's default is the decoder's own (so every key
-    written before the field stays); another width is another prior under another key, built
-    with that many grid channels, which a default-width attacker cannot start from."""
+def test_the_generic_shape_builds_the_prior_and_enters_keys_only_when_set(mnist, lenet):
+    """``Fidelity.decoder_width`` / ``decoder_depth``: the fidelity's defaults are the decoder's
+    own (so every key written before the fields stays); another shape is another prior under
+    another key, built with that many grid channels and convolutions, which a default-shaped
+    attacker cannot start from."""
     cpu = get_fidelity("cpu")
-    assert cpu.decoder_width == GENERIC_WIDTH and "decoder_width" not in cpu.to_dict()
-    assert cpu.with_(name="cpu", decoder_width=96).key() != cpu.key()
-    with pytest.raises(ValueError, match="decoder_width must be a positive integer"):
-        get_fidelity("cpu:decoder_width=0")
+    assert cpu.generic_options() == {"width": GENERIC_WIDTH, "depth": GENERIC_DEPTH}
+    assert not {"decoder_width", "decoder_depth"} & set(cpu.to_dict())
+    assert len({cpu.key(), get_fidelity("cpu:decoder_width=96").key(), get_fidelity("cpu:decoder_depth=4").key()}) == 3
+    for spec in ("cpu:decoder_width=0", "cpu:decoder_depth=0"):
+        with pytest.raises(ValueError, match="must be a positive integer"):
+            get_fidelity(spec)
     enc = lenet.sub(0, 4)
     key_args = dict(metric="ssim", epochs=1, batch_size=128, lr=3e-3, seed=0)
-    assert prior_key(enc, mnist, width=GENERIC_WIDTH, **key_args) == prior_key(enc, mnist, **key_args)
-    assert prior_key(enc, mnist, width=16, **key_args) != prior_key(enc, mnist, **key_args)
-    assert prior_key(enc, mnist, decoder="mirror", width=16, **key_args) == \
+    default = prior_key(enc, mnist, **key_args)
+    assert prior_key(enc, mnist, generic=cpu.generic_options(), **key_args) == default
+    assert len({default, prior_key(enc, mnist, generic={"width": 16}, **key_args),
+                prior_key(enc, mnist, generic={"depth": 3}, **key_args)}) == 3
+    assert prior_key(enc, mnist, decoder="mirror", generic={"width": 16}, **key_args) == \
         prior_key(enc, mnist, decoder="mirror", **key_args)  # the mirror has no width
-    narrow = prior_state(enc, mnist, width=16, **PRIOR)
+    with pytest.raises(ValueError, match="width, depth"):
+        prior_key(enc, mnist, generic={"scale": 2}, **key_args)
+    narrow = prior_state(enc, mnist, generic={"width": 16, "depth": 3}, **PRIOR)
     feats = release(enc, mnist.train.x[:64], mnist.normalize)
     x = mnist.train.x[:64]
-    widths = {v.shape[0] for k, v in narrow.items() if k.endswith("weight") and v.dim() == 4}
-    assert 16 in widths and GENERIC_WIDTH not in widths
-    assert warm_decoder(narrow, feats, x, "generic", width=16) is not None
-    assert warm_decoder(narrow, feats, x, "generic") is None  # a default-width decoder does not fit it
+
+    def grid_convs(state: dict) -> int:
+        return sum(v.dim() == 4 and tuple(v.shape[:2]) == (16, 16) for v in state.values())
+
+    shallow = prior_state(enc, mnist, generic={"width": 16}, **PRIOR)
+    assert grid_convs(narrow) == grid_convs(shallow) + 1 >= 2
+    assert not any(v.dim() == 4 and GENERIC_WIDTH in v.shape[:2] for v in narrow.values())
+    assert warm_decoder(narrow, feats, x, "generic", width=16, depth=3) is not None
+    assert warm_decoder(narrow, feats, x, "generic", width=16) is None  # another depth does not fit it
+    assert warm_decoder(narrow, feats, x, "generic") is None
 
 
-def test_an_evaluation_starts_from_the_prior_of_its_own_width(mnist, tmp_path):
-    """The measuring attacker builds its warm decoder at the fidelity's width, so a non-default
-    width's prior is used, not refused for its shapes (which would leave the scratch decoders)."""
-    fid = get_fidelity("smoke").with_(prior_epochs=1, decoder_width=16)
+def test_an_evaluation_starts_from_the_prior_of_its_own_shape(mnist, tmp_path):
+    """The measuring attacker builds its warm decoder at the fidelity's width and depth, so a
+    non-default prior is used, not refused for its shapes (which would leave the scratch
+    decoders)."""
+    fid = get_fidelity("smoke").with_(prior_epochs=1, decoder_width=16, decoder_depth=3)
     base = pretrained_base("lenet", mnist, fidelity=fid, cache=str(tmp_path))[0]
     enc, cloud = split(copy.deepcopy(base), 3)
     out = evaluate_split(enc, cloud, mnist, fidelity=fid, seed=0, prior_encoder=base.sub(0, 4),
