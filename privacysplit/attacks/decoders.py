@@ -324,7 +324,7 @@ def warm_decoder(state: dict[str, torch.Tensor], feats: torch.Tensor, targets: t
     """A decoder of ``kind`` (:data:`DECODERS`; ``"mirror"`` needs the ``encoder`` whose
     features are attacked) for ``feats`` starting from a prior's weights, or ``None`` when the
     prior does not fit (a compression changed the released feature shape or, for a mirror, any
-    layer's shape).  ``options``: the generic decoder's (its ``width``), as the prior was built."""
+    layer's shape).  ``options``: the generic decoder's (width, depth), as the prior was built."""
     if kind == "mirror" and encoder is None:
         raise ValueError("a mirror prior needs the encoder it mirrors")
     decoder = build_decoder(kind, encoder, feats, targets, **options)
