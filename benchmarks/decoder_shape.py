@@ -3,7 +3,8 @@
     OMP_NUM_THREADS=1 python benchmarks/decoder_shape.py --network vgg11 --partitions 22,25 \\
         --shapes 48x2,96x2,128x2,48x3,48x4,48x6
 
-For each partition and each ``WIDTHxDEPTH`` (``Fidelity.decoder_width`` x ``decoder_depth``)
+For each partition, each ``WIDTHxDEPTH`` (``Fidelity.decoder_width`` x ``decoder_depth``) and
+each ``--upsample`` (``Fidelity.decoder_upsample``)
 it trains the attack prior exactly as an evaluation does (``privacysplit.attacks.prior``: the
 fidelity's prior epochs on the whole training split, reading the features the fidelity's
 attacker reads) and records its held-out score on the base network's features
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import time
 from pathlib import Path
 
@@ -30,12 +32,12 @@ from privacysplit.attacks.fitting import release
 from privacysplit.attacks.prior import prior_score, prior_state
 from privacysplit.attacks.whitening import input_kinds
 from privacysplit.data import load_dataset
-from privacysplit.fidelity import get_fidelity
+from privacysplit.fidelity import DECODER_UPSAMPLES, get_fidelity
 from privacysplit.reporting import add_output_arguments, resolve_output
 from privacysplit.training import pretrained_base
 
 ROOT = Path(__file__).resolve().parents[1]
-FIELDS = ["network", "partition", "feature_shape", "input", "width", "depth", "parameters", "score",
+FIELDS = ["network", "partition", "feature_shape", "input", "width", "depth", "upsample", "parameters", "score",
           "cpu_seconds_per_epoch"]
 
 
@@ -65,8 +67,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     for p in (int(v) for v in args.partitions.split(",")):
         enc = base.sub(0, p + 1)
         shape = "x".join(map(str, release(enc, data.val.x[:1], data.normalize).shape[1:]))
-        for width, depth in parse_shapes(args.shapes):
-            generic = {"width": width, "depth": depth}
+        for (width, depth), upsample in itertools.product(parse_shapes(args.shapes), args.upsample):
+            generic = {"width": width, "depth": depth, "upsample": upsample}
             t = time.process_time()
             state = prior_state(enc, data, metric=args.privacy, epochs=fid.prior_epochs, batch_size=fid.batch_size,
                                 lr=fid.decoder_lr, seed=args.seed, cache=False, attack_input=kind, generic=generic)
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             score = prior_score(enc, data, state, metric=args.privacy, n_val=fid.n_val, seed=args.seed,
                                 attack_input=kind, generic=generic)
             row = {"network": args.network, "partition": p, "feature_shape": shape, "input": kind, "width": width,
-                   "depth": depth, "parameters": sum(v.numel() for v in state.values() if v.is_floating_point()),
+                   "depth": depth, "upsample": upsample, "parameters": sum(v.numel() for v in state.values() if v.is_floating_point()),
                    "score": score, "cpu_seconds_per_epoch": seconds}
             print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
             rows.append(row)
@@ -90,8 +92,10 @@ def write(rows: list[dict], args: argparse.Namespace) -> None:
         w.writerows(rows)
     lines = [f"# Generic prior shape ({args.network} on {args.dataset}, fidelity `{args.fidelity}`, privacy "
              f"`{args.privacy}`, {args.threads} thread(s), seed {args.seed}; score on the base features)", "",
-             "| p | features | input | width x depth | parameters | score | CPU s / epoch |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['partition']} | {r['feature_shape']} | {r['input']} | {r['width']}x{r['depth']} | {r['parameters']} "
+             "| p | features | input | width x depth | upsample | parameters | score | CPU s / epoch |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['partition']} | {r['feature_shape']} | {r['input']} | {r['width']}x{r['depth']} | {r['upsample']} "
+              f"| {r['parameters']} "
               f"| {r['score']:.3f} | {r['cpu_seconds_per_epoch']:.2f} |" for r in rows]
     (out / "decoder_shape.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -106,6 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--privacy", default="ssim", choices=["ssim", "mse"], help="the prior's metric")
     parser.add_argument("--partitions", default="22,25", help="comma-separated partition indices")
     parser.add_argument("--shapes", default="48x2,48x4", help="comma-separated WIDTHxDEPTH of the generic decoder")
+    parser.add_argument("--upsample", nargs="+", default=["resize"], choices=DECODER_UPSAMPLES,
+                        help="how the decoder reaches its grid from a smaller map; each with every shape")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--seed", type=int, default=0, help="seed of the base network and the prior")
     parser.add_argument("--cache", default=None, help="cache folder (base weights)")

@@ -152,6 +152,9 @@ class Fidelity:
             decoder is what keeps the generic prior short of the reference (README *A deeper
             generic prior*).  Depth is the cheap one: each grid convolution adds about a
             quarter of the default decoder's time, where width costs about its square.
+        decoder_upsample: how that decoder lifts a map smaller than its grid (VGG11's 4x4 and
+            2x2, LeNet's 5x5) onto it: ``"resize"`` (one bilinear resize; every preset) or
+            ``"ladder"`` (doublings, each followed by a convolution; README *A ladder*).
     """
 
     name: str = "custom"
@@ -179,6 +182,7 @@ class Fidelity:
     prior_decoder: str = "generic"
     decoder_width: int = 48  # GenericDecoder's own defaults (decoders.GENERIC_WIDTH, GENERIC_DEPTH;
     decoder_depth: int = 2  # a test keeps them equal)
+    decoder_upsample: str = "resize"
 
     def __post_init__(self) -> None:
         """Refuse a value that would change meaning silently (``True`` as 1 epoch, a NaN
@@ -211,6 +215,9 @@ class Fidelity:
         if self.attack_input not in ATTACK_INPUTS:
             raise ValueError(f"Fidelity.attack_input must be one of {', '.join(ATTACK_INPUTS)}, "
                              f"got {self.attack_input!r}")
+        if self.decoder_upsample not in DECODER_UPSAMPLES:
+            raise ValueError(f"Fidelity.decoder_upsample must be one of {', '.join(DECODER_UPSAMPLES)}, "
+                             f"got {self.decoder_upsample!r}")
         if self.prior_decoder not in PRIOR_DECODERS:
             raise ValueError(f"Fidelity.prior_decoder must be one of {', '.join(PRIOR_DECODERS)}, "
                              f"got {self.prior_decoder!r}")
@@ -220,9 +227,10 @@ class Fidelity:
                 raise ValueError(f"Fidelity.{field_name} must be a finite number >= 0, got {value!r}")
 
     def generic_options(self) -> dict[str, int]:
-        """The measuring attacker's generic decoder: ``decoder_width`` and ``decoder_depth`` as
-        :class:`~privacysplit.attacks.decoders.GenericDecoder`'s keyword arguments."""
-        return {"width": self.decoder_width, "depth": self.decoder_depth}
+        """The measuring attacker's generic decoder: ``decoder_width``, ``decoder_depth`` and
+        ``decoder_upsample`` as :class:`~privacysplit.attacks.decoders.GenericDecoder`'s keyword
+        arguments."""
+        return {"width": self.decoder_width, "depth": self.decoder_depth, "upsample": self.decoder_upsample}
 
     def key(self) -> str:
         """A short stable hash of every field; part of every cache key.
@@ -322,12 +330,14 @@ ATTACK_AUX: tuple[str, ...] = ("subset", "split", "split_steps")
 ATTACK_INPUTS: tuple[str, ...] = ("standardize", "whiten", "both", "auto")
 #: the decoder an attack prior is (see ``Fidelity.prior_decoder``)
 PRIOR_DECODERS: tuple[str, ...] = ("generic", "mirror")
+#: how the generic decoder reaches its grid from a smaller map (see ``Fidelity.decoder_upsample``)
+DECODER_UPSAMPLES: tuple[str, ...] = ("resize", "ladder")
 _UNSET = object()
 #: fields added after cache keys were first written, with the defaults that leave them out
 _LATE_DEFAULTS: dict[str, object] = {"shift_attack": "scratch", "proactive_restarts": 0, "proactive_aux": "subset",
                                      "attack_input": "standardize", "reactive_aux": "subset",
                                      "proactive_shift_tolerance": SHIFT_TOLERANCE, "prior_decoder": "generic",
-                                     "decoder_width": 48, "decoder_depth": 2}
+                                     "decoder_width": 48, "decoder_depth": 2, "decoder_upsample": "resize"}
 
 FIDELITIES: dict[str, Fidelity] = {
     "smoke": Fidelity(

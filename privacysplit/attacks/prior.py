@@ -86,7 +86,7 @@ def prior_key(base_encoder: Network, data: Dataset, *, metric: str, epochs: int,
 def _shape(generic: dict | None) -> dict:
     """What a generic prior's options add to its key: each that differs from the decoder's own
     default (so default-shaped priors keep their files)."""
-    defaults = {"width": GENERIC_WIDTH, "depth": GENERIC_DEPTH}
+    defaults = {"width": GENERIC_WIDTH, "depth": GENERIC_DEPTH, "upsample": "resize"}
     unknown = set(generic or {}) - set(defaults)
     if unknown:
         raise ValueError(f"a generic prior's options are {', '.join(defaults)}; got {', '.join(sorted(unknown))}")

@@ -60,3 +60,27 @@ def test_unknown_decoder_lists_valid_ones():
     x = torch.rand(2, 1, 32, 32)
     with pytest.raises(ValueError, match="mirror, generic"):
         build_decoder("unet", encoder, encoder(x), x)
+
+
+def test_the_ladder_reaches_the_grid_by_doublings_with_a_convolution_each():
+    """``upsample="ladder"``: a 2x2 map climbs 2 -> 4 -> 8 with a 3x3 convolution at each rung
+    (the resize jumps 2 -> 8 and convolves there only); a 5x5 map takes one rung (5 -> 8); maps
+    at least as large as the grid, and flat features, are built as before; a typo is refused."""
+    def sides(upsample: str, shape: tuple[int, ...]) -> list[int]:
+        feats, x = torch.randn(4, *shape), torch.rand(4, 1, 32, 32)
+        decoder = build_decoder("generic", None, feats, x, upsample=upsample)
+        seen: list[int] = []
+        hooks = [m.register_forward_hook(lambda m, i, o: seen.append(o.shape[-1]))
+                 for m in decoder.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+        assert decoder(feats).shape == x.shape
+        for h in hooks:
+            h.remove()
+        return seen
+
+    assert sides("ladder", (512, 2, 2)) == [2, 4, 8, 8, 8]
+    assert sides("resize", (512, 2, 2)) == [2, 8, 8, 8]
+    assert sides("ladder", (16, 5, 5)) == [5, 8, 8, 8]
+    assert sides("ladder", (6, 14, 14)) == sides("resize", (6, 14, 14))
+    assert sides("ladder", (120,)) == sides("resize", (120,))
+    with pytest.raises(ValueError, match="resize, ladder"):
+        build_decoder("generic", None, torch.randn(4, 8, 2, 2), torch.rand(4, 1, 32, 32), upsample="bicubic")

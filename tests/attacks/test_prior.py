@@ -87,21 +87,25 @@ def test_the_generic_shape_builds_the_prior_and_enters_keys_only_when_set(mnist,
     another key, built with that many grid channels and convolutions, which a default-shaped
     attacker cannot start from."""
     cpu = get_fidelity("cpu")
-    assert cpu.generic_options() == {"width": GENERIC_WIDTH, "depth": GENERIC_DEPTH}
-    assert not {"decoder_width", "decoder_depth"} & set(cpu.to_dict())
-    assert len({cpu.key(), get_fidelity("cpu:decoder_width=96").key(), get_fidelity("cpu:decoder_depth=4").key()}) == 3
+    assert cpu.generic_options() == {"width": GENERIC_WIDTH, "depth": GENERIC_DEPTH, "upsample": "resize"}
+    assert not {"decoder_width", "decoder_depth", "decoder_upsample"} & set(cpu.to_dict())
+    assert len({cpu.key(), get_fidelity("cpu:decoder_width=96").key(), get_fidelity("cpu:decoder_depth=4").key(),
+                get_fidelity("cpu:decoder_upsample=ladder").key()}) == 4
     for spec in ("cpu:decoder_width=0", "cpu:decoder_depth=0"):
         with pytest.raises(ValueError, match="must be a positive integer"):
             get_fidelity(spec)
+    with pytest.raises(ValueError, match="resize, ladder"):
+        get_fidelity("cpu:decoder_upsample=bicubic")
     enc = lenet.sub(0, 4)
     key_args = dict(metric="ssim", epochs=1, batch_size=128, lr=3e-3, seed=0)
     default = prior_key(enc, mnist, **key_args)
     assert prior_key(enc, mnist, generic=cpu.generic_options(), **key_args) == default
     assert len({default, prior_key(enc, mnist, generic={"width": 16}, **key_args),
-                prior_key(enc, mnist, generic={"depth": 3}, **key_args)}) == 3
+                prior_key(enc, mnist, generic={"depth": 3}, **key_args),
+                prior_key(enc, mnist, generic={"upsample": "ladder"}, **key_args)}) == 4
     assert prior_key(enc, mnist, decoder="mirror", generic={"width": 16}, **key_args) == \
         prior_key(enc, mnist, decoder="mirror", **key_args)  # the mirror has no width
-    with pytest.raises(ValueError, match="width, depth"):
+    with pytest.raises(ValueError, match="width, depth, upsample"):
         prior_key(enc, mnist, generic={"scale": 2}, **key_args)
     narrow = prior_state(enc, mnist, generic={"width": 16, "depth": 3}, **PRIOR)
     feats = release(enc, mnist.train.x[:64], mnist.normalize)
