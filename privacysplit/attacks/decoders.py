@@ -241,7 +241,8 @@ class GenericDecoder(nn.Module):
       resolution and a bilinear resize onto the grid (``upsample="resize"``), or a ladder of
       resizes to twice the side (at most the grid's), each followed by a 3x3 convolution
       (``upsample="ladder"``; measured on VGG11's 512x2x2 features at partitions 22 / 25, ``cpu``
-      prior: 0.851 / 0.756 against the resize's 0.827 / 0.731, at about its time);
+      prior, ``benchmarks/decoder_shape.py``: 0.852 / 0.753 against the resize's 0.827 / 0.731,
+      in the same time);
     * flat features (linear layers, 1x1 maps) go through a two-layer MLP onto the grid.
 
     Where the features line up with the output (folded maps, flat vectors) a linear
@@ -342,7 +343,7 @@ def warm_decoder(state: dict[str, torch.Tensor], feats: torch.Tensor, targets: t
     """A decoder of ``kind`` (:data:`DECODERS`; ``"mirror"`` needs the ``encoder`` whose
     features are attacked) for ``feats`` starting from a prior's weights, or ``None`` when the
     prior does not fit (a compression changed the released feature shape or, for a mirror, any
-    layer's shape).  ``options``: the generic decoder's (width, depth), as the prior was built."""
+    layer's shape).  ``options``: the generic decoder's (width, depth, upsample), as the prior was built."""
     if kind == "mirror" and encoder is None:
         raise ValueError("a mirror prior needs the encoder it mirrors")
     decoder = build_decoder(kind, encoder, feats, targets, **options)
