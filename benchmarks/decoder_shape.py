@@ -33,7 +33,7 @@ from privacysplit.attacks.prior import prior_score, prior_state
 from privacysplit.attacks.whitening import input_kinds
 from privacysplit.data import load_dataset
 from privacysplit.fidelity import DECODER_UPSAMPLES, get_fidelity
-from privacysplit.reporting import add_output_arguments, resolve_output
+from privacysplit.reporting import add_output_arguments, markdown_table, resolve_output
 from privacysplit.training import pretrained_base
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,15 +90,15 @@ def write(rows: list[dict], args: argparse.Namespace) -> None:
         w = csv.DictWriter(f, fieldnames=FIELDS)
         w.writeheader()
         w.writerows(rows)
-    lines = [f"# Generic prior shape ({args.network} on {args.dataset}, fidelity `{args.fidelity}`, privacy "
-             f"`{args.privacy}`, {args.threads} thread(s), seed {args.seed}; score on the base features)", "",
-             "| p | features | input | width x depth | upsample | parameters | score | CPU s / epoch |",
-             "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['partition']} | {r['feature_shape']} | {r['input']} | {r['width']}x{r['depth']} | {r['upsample']} "
-              f"| {r['parameters']} "
-              f"| {r['score']:.3f} | {r['cpu_seconds_per_epoch']:.2f} |" for r in rows]
-    (out / "decoder_shape.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    text = (f"# Generic prior shape ({args.network} on {args.dataset}, fidelity `{args.fidelity}`, privacy "
+            f"`{args.privacy}`, {args.threads} thread(s), seed {args.seed}; score on the base features)\n\n"
+            + markdown_table(["p", "features", "input", "width x depth", "upsample", "parameters", "score",
+                              "CPU s / epoch"],
+                             [[r["partition"], r["feature_shape"], r["input"], f"{r['width']}x{r['depth']}",
+                               r["upsample"], r["parameters"], f"{r['score']:.3f}", f"{r['cpu_seconds_per_epoch']:.2f}"]
+                              for r in rows]))
+    (out / "decoder_shape.md").write_text(text)
+    print(text, end="")
 
 
 def main(argv: list[str] | None = None) -> None:

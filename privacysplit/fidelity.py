@@ -33,6 +33,10 @@ from privacysplit.specs import split_spec
 #: how far the fine-tuned prior may land under its base score before the attacker trains on
 #: (the reactive threat's, and ``Fidelity.proactive_shift_tolerance``'s default)
 SHIFT_TOLERANCE = 0.03
+#: the generic decoder's shape where a fidelity leaves ``decoder_width``, ``decoder_depth`` and
+#: ``decoder_upsample`` alone: :class:`~privacysplit.attacks.decoders.GenericDecoder`'s defaults
+#: too, kept here (the module below ``attacks``) so the two cannot drift apart
+GENERIC_SHAPE: dict[str, int | str] = {"width": 48, "depth": 2, "upsample": "resize"}
 
 
 @dataclass(frozen=True)
@@ -182,9 +186,9 @@ class Fidelity:
     reactive_aux: str = "subset"
     proactive_shift_tolerance: float = SHIFT_TOLERANCE
     prior_decoder: str = "generic"
-    decoder_width: int = 48  # GenericDecoder's own defaults (decoders.GENERIC_WIDTH, GENERIC_DEPTH;
-    decoder_depth: int = 2  # a test keeps them equal)
-    decoder_upsample: str = "resize"
+    decoder_width: int = GENERIC_SHAPE["width"]
+    decoder_depth: int = GENERIC_SHAPE["depth"]
+    decoder_upsample: str = GENERIC_SHAPE["upsample"]
 
     def __post_init__(self) -> None:
         """Refuse a value that would change meaning silently (``True`` as 1 epoch, a NaN
@@ -339,7 +343,7 @@ _UNSET = object()
 _LATE_DEFAULTS: dict[str, object] = {"shift_attack": "scratch", "proactive_restarts": 0, "proactive_aux": "subset",
                                      "attack_input": "standardize", "reactive_aux": "subset",
                                      "proactive_shift_tolerance": SHIFT_TOLERANCE, "prior_decoder": "generic",
-                                     "decoder_width": 48, "decoder_depth": 2, "decoder_upsample": "resize"}
+                                     **{f"decoder_{k}": v for k, v in GENERIC_SHAPE.items()}}
 
 FIDELITIES: dict[str, Fidelity] = {
     "smoke": Fidelity(

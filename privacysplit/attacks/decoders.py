@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from privacysplit.fidelity import DECODER_UPSAMPLES
+from privacysplit.fidelity import DECODER_UPSAMPLES, GENERIC_SHAPE
 from privacysplit.models import Network
 from privacysplit.models.cost import layer_shapes
 
@@ -203,12 +203,9 @@ def mirror_decoder(encoder: Network, feats: torch.Tensor, targets: torch.Tensor)
 
 
 #: channels on the generic decoder's coarse grid unless told otherwise (``Fidelity.decoder_width``)
-GENERIC_WIDTH = 48
+GENERIC_WIDTH: int = GENERIC_SHAPE["width"]
 #: 3x3 convolutions on that grid unless told otherwise (``Fidelity.decoder_depth``)
-GENERIC_DEPTH = 2
-#: how the generic decoder lifts a map smaller than its grid onto the grid (``Fidelity.decoder_upsample``):
-#: one bilinear resize, or a ladder of doublings with a convolution after each
-UPSAMPLES = DECODER_UPSAMPLES
+GENERIC_DEPTH: int = GENERIC_SHAPE["depth"]
 
 
 class CenterPad(nn.Module):
@@ -263,7 +260,8 @@ class GenericDecoder(nn.Module):
         width: channels on the coarse grid.
         depth: 3x3 convolutions on the grid.
         scale: the grid is ``ceil(side / scale)``.
-        upsample: how a map smaller than the grid reaches it (:data:`UPSAMPLES`).
+        upsample: how a map smaller than the grid reaches it (``DECODER_UPSAMPLES``: one bilinear
+            resize, or a ladder of doublings with a convolution after each).
     """
 
     def __init__(
@@ -275,11 +273,11 @@ class GenericDecoder(nn.Module):
         depth: int = GENERIC_DEPTH,
         scale: int = 4,
         hidden: int = 256,
-        upsample: str = "resize",
+        upsample: str = GENERIC_SHAPE["upsample"],
     ) -> None:
         super().__init__()
-        if upsample not in UPSAMPLES:
-            raise ValueError(f"unknown upsample {upsample!r}; valid: {', '.join(UPSAMPLES)}")
+        if upsample not in DECODER_UPSAMPLES:
+            raise ValueError(f"unknown upsample {upsample!r}; valid: {', '.join(DECODER_UPSAMPLES)}")
         feat_shape, out_shape = tuple(feat_shape), tuple(out_shape)
         self.stem: nn.Module = nn.Identity()
         self.skip: nn.Module | None = None

@@ -33,12 +33,12 @@ from pathlib import Path
 import torch
 
 from privacysplit._fsutil import atomic_torch_save, ensure_dir, file_lock
-from privacysplit.attacks.decoders import GENERIC_DEPTH, GENERIC_WIDTH, build_decoder, warm_decoder
+from privacysplit.attacks.decoders import build_decoder, warm_decoder
 from privacysplit.attacks.fitting import release
 from privacysplit.attacks.inversion import decoder_fitter
 from privacysplit.attacks.whitening import attack_transform
 from privacysplit.data import Dataset
-from privacysplit.fidelity import PRIOR_DECODERS, Fidelity
+from privacysplit.fidelity import GENERIC_SHAPE, PRIOR_DECODERS, Fidelity
 from privacysplit.models import Network
 from privacysplit.training import cache_dir
 
@@ -86,11 +86,10 @@ def prior_key(base_encoder: Network, data: Dataset, *, metric: str, epochs: int,
 def _shape(generic: dict | None) -> dict:
     """What a generic prior's options add to its key: each that differs from the decoder's own
     default (so default-shaped priors keep their files)."""
-    defaults = {"width": GENERIC_WIDTH, "depth": GENERIC_DEPTH, "upsample": "resize"}
-    unknown = set(generic or {}) - set(defaults)
+    unknown = set(generic or {}) - set(GENERIC_SHAPE)
     if unknown:
-        raise ValueError(f"a generic prior's options are {', '.join(defaults)}; got {', '.join(sorted(unknown))}")
-    return {k: v for k, v in (generic or {}).items() if v != defaults[k]}
+        raise ValueError(f"a generic prior's options are {', '.join(GENERIC_SHAPE)}; got {', '.join(sorted(unknown))}")
+    return {k: v for k, v in (generic or {}).items() if v != GENERIC_SHAPE[k]}
 
 
 def _input_key(attack_input: str) -> dict:
