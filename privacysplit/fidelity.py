@@ -158,7 +158,8 @@ class Fidelity:
             quarter of the default decoder's time, where width costs about its square.
         decoder_upsample: how that decoder lifts a map smaller than its grid (VGG11's 4x4 and
             2x2, LeNet's 5x5) onto it: ``"resize"`` (one bilinear resize; every preset) or
-            ``"ladder"`` (doublings, each followed by a convolution).  Measured in the same
+            ``"ladder"`` (doublings, each followed by a convolution) or ``"pyramid"`` (the
+            ladder with twice the channels per rung below the grid).  Measured in the same
             README paragraph: the ladder takes nearly half of VGG11's gap to the reference at
             its 2x2 partitions in the same attack time; depth 4 takes less for more.
     """
@@ -337,7 +338,7 @@ ATTACK_INPUTS: tuple[str, ...] = ("standardize", "whiten", "both", "auto")
 #: the decoder an attack prior is (see ``Fidelity.prior_decoder``)
 PRIOR_DECODERS: tuple[str, ...] = ("generic", "mirror")
 #: how the generic decoder reaches its grid from a smaller map (see ``Fidelity.decoder_upsample``)
-DECODER_UPSAMPLES: tuple[str, ...] = ("resize", "ladder")
+DECODER_UPSAMPLES: tuple[str, ...] = ("resize", "ladder", "pyramid")
 _UNSET = object()
 #: fields added after cache keys were first written, with the defaults that leave them out
 _LATE_DEFAULTS: dict[str, object] = {"shift_attack": "scratch", "proactive_restarts": 0, "proactive_aux": "subset",

@@ -239,7 +239,9 @@ class GenericDecoder(nn.Module):
       resizes to twice the side (at most the grid's), each followed by a 3x3 convolution
       (``upsample="ladder"``; measured on VGG11's 512x2x2 features at partitions 22 / 25, ``cpu``
       prior, ``benchmarks/decoder_shape.py``: 0.852 / 0.753 against the resize's 0.827 / 0.731,
-      in the same time);
+      in the same time), or that ladder with ``width * 2**k`` channels ``k`` doublings below the
+      grid (``upsample="pyramid"``, DCGAN's generator: 0.863 / 0.764, for about 1.8x the
+      ladder's CPU per prior epoch; ``benchmarks/results/decoder_shape/vgg11_pyramid``);
     * flat features (linear layers, 1x1 maps) go through a two-layer MLP onto the grid.
 
     Where the features line up with the output (folded maps, flat vectors) a linear
@@ -261,7 +263,8 @@ class GenericDecoder(nn.Module):
         depth: 3x3 convolutions on the grid.
         scale: the grid is ``ceil(side / scale)``.
         upsample: how a map smaller than the grid reaches it (``DECODER_UPSAMPLES``: one bilinear
-            resize, or a ladder of doublings with a convolution after each).
+            resize, a ladder of doublings with a convolution after each, or a pyramid: the
+            ladder with twice the channels per rung below the grid).
     """
 
     def __init__(
@@ -301,13 +304,16 @@ class GenericDecoder(nn.Module):
             if fold == scale:  # grid cells line up with output cells: a linear shortcut
                 self.skip = nn.Sequential(nn.Conv2d(c_in, c_out * scale * scale, 1), nn.PixelShuffle(scale),
                                           Resize((h_out, w_out), "bilinear"))
-        elif _is_map(feat_shape) and min(feat_shape[1:]) > 1 and upsample == "ladder":
-            mods += [nn.Conv2d(feat_shape[0], width, 3, 1, 1)]
-            side = max(feat_shape[1:])
-            while side < grid:
-                side = min(2 * side, grid)
-                mods += [nn.BatchNorm2d(width), nn.ReLU(), Resize((side, side), "nearest"),
-                         nn.Conv2d(width, width, 3, 1, 1)]
+        elif _is_map(feat_shape) and min(feat_shape[1:]) > 1 and upsample in ("ladder", "pyramid"):
+            sides = [max(feat_shape[1:])]
+            while sides[-1] < grid:
+                sides.append(min(2 * sides[-1], grid))
+            # a pyramid doubles the channels per halving of the side below the grid (DCGAN's generator)
+            chans = [width << (len(sides) - 1 - i) if upsample == "pyramid" else width for i in range(len(sides))]
+            mods += [nn.Conv2d(feat_shape[0], chans[0], 3, 1, 1)]
+            for side, c_in, c_next in zip(sides[1:], chans[:-1], chans[1:], strict=True):
+                mods += [nn.BatchNorm2d(c_in), nn.ReLU(), Resize((side, side), "nearest"),
+                         nn.Conv2d(c_in, c_next, 3, 1, 1)]
         elif _is_map(feat_shape) and min(feat_shape[1:]) > 1:
             mods += [nn.Conv2d(feat_shape[0], width, 3, 1, 1), nn.BatchNorm2d(width), nn.ReLU(),
                      Resize((grid, grid), "bilinear"), nn.Conv2d(width, width, 3, 1, 1)]

@@ -82,5 +82,21 @@ def test_the_ladder_reaches_the_grid_by_doublings_with_a_convolution_each():
     assert sides("ladder", (16, 5, 5)) == [5, 8, 8, 8]
     assert sides("ladder", (6, 14, 14)) == sides("resize", (6, 14, 14))
     assert sides("ladder", (120,)) == sides("resize", (120,))
-    with pytest.raises(ValueError, match="resize, ladder"):
+    with pytest.raises(ValueError, match="resize, ladder, pyramid"):
         build_decoder("generic", None, torch.randn(4, 8, 2, 2), torch.rand(4, 1, 32, 32), upsample="bicubic")
+
+
+def test_the_pyramid_is_a_ladder_whose_channels_halve_as_the_side_doubles():
+    """``upsample="pyramid"``: the ladder's rungs, with ``width * 2**k`` channels ``k`` doublings
+    below the grid (192 at 2x2, 96 at 4x4, 48 on the 8x8 grid for width 48); on a map that needs
+    no rung it is the ladder, and the ladder's shapes (its cached priors) are unchanged."""
+    def channels(upsample: str, shape: tuple[int, ...], width: int = 48) -> list[tuple[int, int]]:
+        feats, x = torch.randn(4, *shape), torch.rand(4, 1, 32, 32)
+        decoder = build_decoder("generic", None, feats, x, upsample=upsample, width=width)
+        assert decoder(feats).shape == x.shape
+        return [(m.out_channels, m.kernel_size[0]) for m in decoder.modules() if isinstance(m, torch.nn.Conv2d)]
+
+    assert channels("pyramid", (512, 2, 2))[:4] == [(192, 3), (96, 3), (48, 3), (48, 3)]
+    assert channels("pyramid", (16, 5, 5), width=8)[:3] == [(16, 3), (8, 3), (8, 3)]
+    assert channels("ladder", (512, 2, 2))[:4] == [(48, 3)] * 4
+    assert channels("pyramid", (6, 14, 14)) == channels("ladder", (6, 14, 14))
