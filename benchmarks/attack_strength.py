@@ -62,6 +62,7 @@ from pathlib import Path
 import torch
 
 from privacysplit.attacks import evaluate_split, invert
+from privacysplit.attacks.alignment import alignment_target
 from privacysplit.attacks.decoders import DECODERS
 from privacysplit.attacks.fitting import release
 from privacysplit.attacks.prior import attack_prior
@@ -161,7 +162,9 @@ def variant_attack(encoder, priors: Priors, data, fid, args, spec: str, threat: 
             res = invert(encoder, feats, train.x, feats_val, val.x, **common, prior=prior, prior_decoder=decoder,
                          prior_epochs=o.get("ft", finetune), prior_score=expected, shift_attack=fid.shift_attack,
                          shift_tolerance=o.get("t", fid.shift_tolerance(threat)), restarts=o.get("r", fid.attack_restarts(threat)),
-                         generic_options=fid.generic_options())
+                         generic_options=fid.generic_options(),
+                         align_to=alignment_target(priors.encoder, train.x, data.normalize, name)
+                         if fid.prior_align == "ridge" else None)
         else:
             res = invert(encoder, feats, train.x, feats_val, val.x, **common, decoders=(kind,), selection="full")
         if best is None or res.privacy_loss > best.privacy_loss:

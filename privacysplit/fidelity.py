@@ -162,6 +162,12 @@ class Fidelity:
             ladder with twice the channels per rung below the grid).  Measured in the same
             README paragraph: the ladder takes nearly half of VGG11's gap to the reference at
             its 2x2 partitions in the same attack time; depth 4 takes less for more.
+        prior_align: how the attack prior reads a plan's features: ``"none"`` (as released;
+            every preset) or ``"ridge"``: through a closed-form ridge map onto the base
+            network's features of the same auxiliary images
+            (:mod:`privacysplit.attacks.alignment`), where that scores better.  Retraining
+            moves the features away from what the prior knows, and much of the move is linear
+            (README *Aligning the features onto the base network's*).
     """
 
     name: str = "custom"
@@ -190,6 +196,7 @@ class Fidelity:
     decoder_width: int = GENERIC_SHAPE["width"]
     decoder_depth: int = GENERIC_SHAPE["depth"]
     decoder_upsample: str = GENERIC_SHAPE["upsample"]
+    prior_align: str = "none"
 
     def __post_init__(self) -> None:
         """Refuse a value that would change meaning silently (``True`` as 1 epoch, a NaN
@@ -225,6 +232,9 @@ class Fidelity:
         if self.decoder_upsample not in DECODER_UPSAMPLES:
             raise ValueError(f"Fidelity.decoder_upsample must be one of {', '.join(DECODER_UPSAMPLES)}, "
                              f"got {self.decoder_upsample!r}")
+        if self.prior_align not in PRIOR_ALIGNS:
+            raise ValueError(f"Fidelity.prior_align must be one of {', '.join(PRIOR_ALIGNS)}, "
+                             f"got {self.prior_align!r}")
         if self.prior_decoder not in PRIOR_DECODERS:
             raise ValueError(f"Fidelity.prior_decoder must be one of {', '.join(PRIOR_DECODERS)}, "
                              f"got {self.prior_decoder!r}")
@@ -339,11 +349,13 @@ ATTACK_INPUTS: tuple[str, ...] = ("standardize", "whiten", "both", "auto")
 PRIOR_DECODERS: tuple[str, ...] = ("generic", "mirror")
 #: how the generic decoder reaches its grid from a smaller map (see ``Fidelity.decoder_upsample``)
 DECODER_UPSAMPLES: tuple[str, ...] = ("resize", "ladder", "pyramid")
+#: how the attack prior reads a plan's features (see ``Fidelity.prior_align``)
+PRIOR_ALIGNS: tuple[str, ...] = ("none", "ridge")
 _UNSET = object()
 #: fields added after cache keys were first written, with the defaults that leave them out
 _LATE_DEFAULTS: dict[str, object] = {"shift_attack": "scratch", "proactive_restarts": 0, "proactive_aux": "subset",
                                      "attack_input": "standardize", "reactive_aux": "subset",
-                                     "proactive_shift_tolerance": SHIFT_TOLERANCE, "prior_decoder": "generic",
+                                     "proactive_shift_tolerance": SHIFT_TOLERANCE, "prior_decoder": "generic", "prior_align": "none",
                                      **{f"decoder_{k}": v for k, v in GENERIC_SHAPE.items()}}
 
 FIDELITIES: dict[str, Fidelity] = {

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from privacysplit.attacks.alignment import FeatureAligner
 from privacysplit.attacks.decoders import DECODERS, Decoder, build_decoder, warm_decoder
 from privacysplit.attacks.fitting import Fitter
 from privacysplit.attacks.metrics import (
@@ -190,6 +191,24 @@ def _finish(decoder: Decoder, fitter: Fitter, feats_val: torch.Tensor, x_val: to
     return best[0], best[1], best[2], False
 
 
+def _aligned(prior: dict[str, torch.Tensor], warm: Decoder | None, feats_train: torch.Tensor,
+             feats_val: torch.Tensor, align_to: torch.Tensor, x_train: torch.Tensor, x_val: torch.Tensor, *,
+             metric: str, seed: int, prior_decoder: str, encoder: Network, generic_options: dict | None,
+             ) -> tuple[FeatureAligner | None, torch.Tensor, torch.Tensor, Decoder | None]:
+    """The prior reading the released features through a ridge map onto the base features,
+    or as it was (no aligner) where that scores no better as it is on the held-out images:
+    ``(aligner, prior's training features, prior's held-out features, warm decoder)``."""
+    aligner = FeatureAligner(feats_train, align_to).to(feats_train.device)
+    with torch.no_grad():
+        a_train, a_val = aligner(feats_train), aligner(feats_val)
+    torch.manual_seed(seed + 7)
+    aligned = warm_decoder(prior, a_train, x_train, prior_decoder, encoder, **(generic_options or {}))
+    if aligned is None or (warm is not None and _score(metric, reconstruct(aligned, a_val), x_val)
+                           <= _score(metric, reconstruct(warm, feats_val), x_val)):
+        return None, feats_train, feats_val, warm
+    return aligner, a_train, a_val, aligned
+
+
 def invert(
     encoder: Network,
     feats_train: torch.Tensor,
@@ -214,6 +233,7 @@ def invert(
     shift_attack: str = "scratch",
     restarts: int = 0,
     restart_gain: float = 0.01,
+    align_to: torch.Tensor | None = None,
 ) -> InversionResult:
     """Train candidate decoders against fixed features and measure the best.
 
@@ -272,6 +292,12 @@ def invert(
             LeNet partition 3 (lambda 16, ``cpu`` fidelity) the rounds took SSIM 0.818 ->
             0.861 -> 0.882 -> 0.893 -> 0.900 (a 24-epoch reference on twice the images:
             0.930), while on heavily compressed reactive plans a round gained under 0.01.
+        align_to: the base network's features of ``x_train``, read as the prior reads them
+            (``Fidelity.prior_align="ridge"``).  The prior then reads the released features
+            through a closed-form ridge map onto them
+            (:class:`~privacysplit.attacks.alignment.FeatureAligner`, fitted on the auxiliary
+            set) wherever that scores better as it is than reading them directly; the winning
+            decoder keeps the map in front, so it still reads the released features.
     """
     if metric not in INVERSION_METRICS:
         raise ValueError(f"unknown inversion metric {metric!r}; valid: {', '.join(INVERSION_METRICS)}")
@@ -287,10 +313,16 @@ def invert(
             raise ValueError(f"unknown decoder {name!r}; valid decoders: {', '.join(DECODERS)}")
     t0 = time.perf_counter()
     timings = {"select_seconds": 0.0, "fit_seconds": 0.0, "measure_seconds": 0.0}
-    warm = None
+    warm, aligner, prior_train, prior_val = None, None, feats_train, feats_val
     if prior is not None:
         torch.manual_seed(seed + 7)
         warm = warm_decoder(prior, feats_train, x_train, prior_decoder, encoder, **(generic_options or {}))
+        if align_to is not None:
+            t = time.perf_counter()
+            aligner, prior_train, prior_val, warm = _aligned(
+                prior, warm, feats_train, feats_val, align_to, x_train, x_val, metric=metric, seed=seed,
+                prior_decoder=prior_decoder, encoder=encoder, generic_options=generic_options)
+            timings["select_seconds"] += time.perf_counter() - t
     scratch = list(decoders) if (warm is None or selection == "full") else []
     if not scratch and warm is None:
         raise ValueError(f"no decoder to attack with; valid decoders: {', '.join(DECODERS)}")
@@ -303,18 +335,18 @@ def invert(
 
     if warm is not None:  # the prior: as it is, then fine-tuned (best held-out epoch)
         t = time.perf_counter()
-        recon = reconstruct(warm, feats_val)
+        recon = reconstruct(warm, prior_val)
         scores["prior"] = _score(metric, recon, x_val)
         finished["prior"] = (scores["prior"], recon, copy.deepcopy(warm))
         timings["select_seconds"] += time.perf_counter() - t
         t = time.perf_counter()
         n_ft = epochs if prior_epochs is None else prior_epochs
         gen = torch.Generator().manual_seed(seed + 15485867)
-        fitter = decoder_fitter(warm, feats_train, x_train, metric=metric, epochs=n_ft, batch_size=batch_size,
+        fitter = decoder_fitter(warm, prior_train, x_train, metric=metric, epochs=n_ft, batch_size=batch_size,
                                 lr=lr / 3 if prior_lr is None else prior_lr, generator=gen)
         fitters.append(fitter)
         if n_ft > 0:
-            score, recon, _, bad = _finish(warm, fitter, feats_val, x_val, metric, track_best=True)
+            score, recon, _, bad = _finish(warm, fitter, prior_val, x_val, metric, track_best=True)
             diverged |= bad
             scores["prior_tuned"] = score
             if not bad:
@@ -335,11 +367,11 @@ def invert(
 
                 def full_rate_round(generator_seed: int) -> tuple[float, torch.Tensor | None, dict | None, bool]:
                     """One cosine schedule of ``epochs - n_ft`` epochs at the full rate."""
-                    fitter = decoder_fitter(longer, feats_train, x_train, metric=metric, epochs=epochs - n_ft,
+                    fitter = decoder_fitter(longer, prior_train, x_train, metric=metric, epochs=epochs - n_ft,
                                             batch_size=batch_size, lr=lr,
                                             generator=torch.Generator().manual_seed(generator_seed))
                     fitters.append(fitter)
-                    return _finish(longer, fitter, feats_val, x_val, metric, track_best=True)
+                    return _finish(longer, fitter, prior_val, x_val, metric, track_best=True)
 
                 score, recon, _, bad = full_rate_round(seed + 32452843)
                 diverged |= bad
@@ -396,6 +428,8 @@ def invert(
                                rounds, steps)
     name = max(finished, key=lambda n: finished[n][0])
     _, recon, decoder = finished[name]
+    if aligner is not None and name.startswith("prior"):  # it reads the released features again
+        decoder.standardizer = nn.Sequential(aligner, decoder.standardizer)
     err = mse(recon, x_val)
     ssim_value = float(ssim_measure(recon, x_val).mean()) if is_image else float("nan")
     privacy = max(ssim_value, 0.0) if metric == "ssim" else normalized_privacy_mse(err, mse_mean)

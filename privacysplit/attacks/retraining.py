@@ -117,6 +117,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from privacysplit.attacks.alignment import alignment_target
 from privacysplit.attacks.decoders import generic_decoder
 from privacysplit.attacks.fitting import add_noise, fit, release
 from privacysplit.attacks.inversion import (
@@ -566,6 +567,7 @@ def evaluate_split(
     n_d, finetune = fid.attack_epochs(threat, len(xa))  # (scaled on a "split_steps" auxiliary set)
     noise_var = (feature_noise * std) ** 2 if feature_noise > 0 else 0.0  # the release's noise, known to it
     best, steps = None, 0
+    align = bool(priors) and fid.prior_align == "ridge" and privacy != "property"
     for kind in inputs:  # each input its own attacker (and prior); the one that recovers more counts
         transform, f, fv = read_as(kind, feats, feats_val, noise_var)  # fitted on the attacker's own features
         if privacy == "property":
@@ -581,7 +583,8 @@ def evaluate_split(
                          batch_size=fid.batch_size, lr=fid.decoder_lr, seed=seed, prior=prior,
                          prior_decoder=prior_decoder, prior_epochs=finetune, prior_score=expected, shift_attack=fid.shift_attack,
                          shift_tolerance=fid.shift_tolerance(threat),
-                         restarts=fid.attack_restarts(threat), generic_options=fid.generic_options())
+                         restarts=fid.attack_restarts(threat), generic_options=fid.generic_options(),
+                         align_to=alignment_target(prior_encoder, xa, data.normalize, kind) if align else None)
             if att.decoder is None:
                 continue
             loss, steps = att.privacy_loss, steps + att.steps  # the compute of every input's attacker
