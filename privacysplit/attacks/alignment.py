@@ -35,6 +35,18 @@ from privacysplit.models import Network
 ALIGN_RIDGE: float = 1e-2
 
 
+#: the largest map (released x base dimensions) an aligner is fitted for: 8192 x 8192, VGG11's
+#: 512x4x4 at partitions 15-18 (a 256 MB weight, seconds to solve); above it the prior reads the
+#: features as released (VGG11's early maps have 16k-64k dimensions)
+ALIGN_MAX_WEIGHTS: int = 8192 * 8192
+
+
+def fits(src: torch.Tensor, dst: torch.Tensor) -> bool:
+    """Whether an aligner from ``src``'s to ``dst``'s per-sample shape is within
+    :data:`ALIGN_MAX_WEIGHTS`."""
+    return src[0].numel() * dst[0].numel() <= ALIGN_MAX_WEIGHTS
+
+
 class FeatureAligner(nn.Module):
     """The affine ridge map from released features ``src`` to base features ``dst`` (same
     images, any shapes): ``forward`` takes ``N x src_shape`` and returns ``N x dst_shape``."""

@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from privacysplit.attacks.alignment import FeatureAligner
+from privacysplit.attacks.alignment import fits as alignment_fits
 from privacysplit.attacks.decoders import DECODERS, Decoder, build_decoder, warm_decoder
 from privacysplit.attacks.fitting import Fitter
 from privacysplit.attacks.metrics import (
@@ -297,7 +298,8 @@ def invert(
             through a closed-form ridge map onto them
             (:class:`~privacysplit.attacks.alignment.FeatureAligner`, fitted on the auxiliary
             set) wherever that scores better as it is than reading them directly; the winning
-            decoder keeps the map in front, so it still reads the released features.
+            decoder keeps the map in front, so it still reads the released features.  Maps
+            above :data:`~privacysplit.attacks.alignment.ALIGN_MAX_WEIGHTS` are read directly.
     """
     if metric not in INVERSION_METRICS:
         raise ValueError(f"unknown inversion metric {metric!r}; valid: {', '.join(INVERSION_METRICS)}")
@@ -317,7 +319,7 @@ def invert(
     if prior is not None:
         torch.manual_seed(seed + 7)
         warm = warm_decoder(prior, feats_train, x_train, prior_decoder, encoder, **(generic_options or {}))
-        if align_to is not None:
+        if align_to is not None and alignment_fits(feats_train, align_to):
             t = time.perf_counter()
             aligner, prior_train, prior_val, warm = _aligned(
                 prior, warm, feats_train, feats_val, align_to, x_train, x_val, metric=metric, seed=seed,

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from privacysplit.attacks import invert
+from privacysplit.attacks import alignment, invert
 from privacysplit.attacks.alignment import FeatureAligner
 from privacysplit.attacks.fitting import release
 from privacysplit.attacks.inversion import reconstruct
@@ -37,10 +37,11 @@ def test_the_aligner_recovers_an_affine_map_in_either_form():
         FeatureAligner(src[:10], dst[:9])
 
 
-def test_the_prior_reads_mixed_features_through_the_aligner(mnist, cache_root):
+def test_the_prior_reads_mixed_features_through_the_aligner(mnist, cache_root, monkeypatch):
     """A release that mixes the base features linearly (what retraining partly does) leaves the
     prior as it is far from its own score; read through the aligner it comes back within 0.02
-    of what it scores on the base features, and the winning decoder still reads the release."""
+    of what it scores on the base features, and the winning decoder still reads the release.
+    Above the size cap the prior reads the release directly."""
     lenet = pretrained_base("lenet", mnist, fidelity=get_fidelity("smoke"), cache=cache_root)[0]
     p = next(i for i, s in enumerate(lenet.layers) if s.type == "linear")
     enc = lenet.sub(0, p + 1)
@@ -56,6 +57,8 @@ def test_the_prior_reads_mixed_features_through_the_aligner(mnist, cache_root):
     assert own - plain.scores["prior"] > 0.1
     assert abs(aligned.scores["prior"] - own) < 0.02
     assert float(ssim_torch(reconstruct(aligned.decoder, feats_val), xv)) == pytest.approx(aligned.ssim, abs=1e-3)
+    monkeypatch.setattr(alignment, "ALIGN_MAX_WEIGHTS", base.shape[1] ** 2 - 1)
+    assert invert(enc, feats, x, feats_val, xv, **common, align_to=base).scores == plain.scores
 
 
 def test_alignment_is_opt_in_and_enters_the_key_only_when_set():
