@@ -90,3 +90,22 @@ def test_an_evaluation_aligns_when_its_fidelity_says_so(mnist, cache_root):
     assert aligned["accuracy"] == plain["accuracy"]
     assert aligned["score_prior"] > plain["score_prior"]  # equal where the aligner is not used
     assert aligned["privacy_loss"] >= plain["privacy_loss"] - 0.01
+
+
+def test_the_base_features_are_computed_once_per_encoder_images_and_input(mnist, cache_root):
+    """Every plan at a partition maps onto the same base features: the second call returns the
+    remembered tensor; other images, another input or other base weights compute anew."""
+    from privacysplit.attacks.alignment import alignment_target
+
+    lenet = pretrained_base("lenet", mnist, fidelity=get_fidelity("smoke"), cache=cache_root)[0]
+    enc, x = lenet.sub(0, 4), mnist.train.x[:64]
+    first = alignment_target(enc, x, mnist.normalize, "standardize")
+    assert alignment_target(enc, x.clone(), mnist.normalize, "standardize") is first
+    assert torch.equal(first, release(enc, x, mnist.normalize))
+    assert alignment_target(enc, mnist.train.x[1:65], mnist.normalize, "standardize") is not first
+    whitened = alignment_target(enc, x, mnist.normalize, "whiten")
+    assert whitened is not first and not torch.equal(whitened, first)
+    other = copy.deepcopy(enc)  # sub() shares the base network's modules
+    with torch.no_grad():
+        next(other.parameters()).add_(0.1)
+    assert not torch.equal(alignment_target(other, x, mnist.normalize, "standardize"), first)
