@@ -238,6 +238,10 @@ def run(args: argparse.Namespace, variants: list[dict] | None = None) -> list[di
             for kind in input_kinds(fid.attack_input):
                 priors.get(kind)
             for threat in args.threats:
+                if fid.prior_align == "ridge":  # the base features the plan's are mapped onto: like
+                    aux = data.train.take(fid.attack_images(threat), DATA_SEED).x  # the prior, once a partition
+                    for kind in input_kinds(fid.attack_input):
+                        alignment_target(prior_encoder, aux, data.normalize, kind)
                 enc, cloud = split(copy.deepcopy(base), p)
                 t0, c0 = time.perf_counter(), time.process_time()
                 out = evaluate_split(enc, cloud, data, fidelity=fid, threat=threat, privacy=args.privacy,

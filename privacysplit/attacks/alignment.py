@@ -77,18 +77,20 @@ class FeatureAligner(nn.Module):
         return rows.view(len(x), *self.dst_shape)
 
 
-#: the last few targets, by base weights, images and input: every plan evaluated at a partition
+#: the latest targets, by base weights, images and input: every plan evaluated at a partition
 #: maps onto the same base features, and on VGG11 computing them costs about as much as the
 #: plan's own release (a forward pass over the auxiliary set)
 _TARGETS: OrderedDict[str, torch.Tensor] = OrderedDict()
-_TARGETS_KEPT = 4
+#: what the remembered targets may hold together (the newest is always kept): VGG11's 512x4x4 on
+#: 4000 images is 131 MB
+_TARGETS_BYTES = 1 << 29
 
 
 def alignment_target(base_encoder: Network, x: torch.Tensor, normalize: Callable[[torch.Tensor], torch.Tensor],
                      kind: str) -> torch.Tensor:
     """The base network's features of ``x`` read on input ``kind`` (the transform fitted on
     themselves, as the prior's is on its own): what an aligner maps the released features onto.
-    Remembered for the last few (base encoder, images, input) in this process."""
+    Remembered for the latest (base encoder, images, input) in this process, up to 512 MB."""
     h = hashlib.sha256(kind.encode())
     for name, tensor in sorted(base_encoder.state_dict().items()):
         h.update(name.encode())
@@ -99,7 +101,7 @@ def alignment_target(base_encoder: Network, x: torch.Tensor, normalize: Callable
     if key not in _TARGETS:
         feats = release(base_encoder.to(x.device), x, normalize)
         _TARGETS[key] = read_as(kind, feats, feats[:1])[1]
-        while len(_TARGETS) > _TARGETS_KEPT:
+        while len(_TARGETS) > 1 and sum(t.numel() * t.element_size() for t in _TARGETS.values()) > _TARGETS_BYTES:
             _TARGETS.popitem(last=False)
     _TARGETS.move_to_end(key)
     return _TARGETS[key]
