@@ -38,8 +38,8 @@ ALIGN_RIDGE: float = 1e-2
 
 
 #: the largest map (released x base dimensions) an aligner is fitted for: 8192 x 8192, VGG11's
-#: 512x4x4 at partitions 15-18 (a 256 MB weight, seconds to solve); above it the prior reads the
-#: features as released (VGG11's early maps have 16k-64k dimensions)
+#: 512x4x4 at partitions 15-18 (seconds to solve); above it the prior reads the features as
+#: released (VGG11's early maps have 16k-64k dimensions)
 ALIGN_MAX_WEIGHTS: int = 8192 * 8192
 
 
@@ -51,30 +51,51 @@ def fits(src: torch.Tensor, dst: torch.Tensor) -> bool:
 
 class FeatureAligner(nn.Module):
     """The affine ridge map from released features ``src`` to base features ``dst`` (same
-    images, any shapes): ``forward`` takes ``N x src_shape`` and returns ``N x dst_shape``."""
+    images, any shapes): ``forward`` takes ``N x src_shape`` and returns ``N x dst_shape``.
+
+    With at most as many dimensions as images it solves the primal system and keeps the
+    ``D_src x D_dst`` weight; with more (VGG11's 8192 on 4000 images) the dual one, and keeps
+    the centred images and their coefficients instead, so reading a row costs ``2 N D`` and
+    nothing of ``D x D`` size is formed.  Single precision (the ridge keeps the system's
+    condition number in the hundreds), double where a factorisation fails."""
 
     def __init__(self, src: torch.Tensor, dst: torch.Tensor, ridge: float = ALIGN_RIDGE) -> None:
         super().__init__()
         if len(src) != len(dst) or len(src) < 2:
             raise ValueError(f"an aligner needs the same images (at least 2) on both sides; got {len(src)} and {len(dst)}")
-        s, d = src.detach().flatten(1).double(), dst.detach().flatten(1).double()
+        s, d = src.detach().flatten(1).float(), dst.detach().flatten(1).float()
         s_mean, d_mean = s.mean(0), d.mean(0)
         s, d = s - s_mean, d - d_mean
-        n, dim = s.shape
-        primal = dim <= n
-        gram = s.T @ s if primal else s @ s.T
+        self.primal = s.shape[1] <= s.shape[0]
+        gram = s.T @ s if self.primal else s @ s.T
         lam = ridge * float(torch.trace(gram)) / gram.shape[0] + 1e-12
-        chol = torch.linalg.cholesky(gram + lam * torch.eye(gram.shape[0], dtype=gram.dtype))
-        # primal: W = (S^T S + lam I)^-1 S^T D; dual: W = S^T (S S^T + lam I)^-1 D (the same W)
-        weight = torch.cholesky_solve(s.T @ d, chol) if primal else s.T @ torch.cholesky_solve(d, chol)
-        self.register_buffer("src_mean", s_mean.float())
-        self.register_buffer("dst_mean", d_mean.float())
-        self.register_buffer("weight", weight.float())
+        rhs = s.T @ d if self.primal else d
+        eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+        chol, info = torch.linalg.cholesky_ex(gram + lam * eye)
+        if int(info) == 0:
+            coef = torch.cholesky_solve(rhs, chol)
+        else:  # rounding broke positive definiteness: the same system in double precision
+            s64 = s.double()
+            gram = s64.T @ s64 if self.primal else s64 @ s64.T
+            chol = torch.linalg.cholesky(gram + lam * eye.double())
+            rhs = s64.T @ d.double() if self.primal else d.double()
+            coef = torch.cholesky_solve(rhs, chol).float()
+            gram = gram.float()
+        # primal: W = (S^T S + lam I)^-1 S^T D; dual: W = S^T (S S^T + lam I)^-1 D = S^T coef
+        self.register_buffer("src_mean", s_mean)
+        self.register_buffer("dst_mean", d_mean)
+        self.register_buffer("basis", torch.empty(0) if self.primal else s)
+        self.register_buffer("coef", coef)
         self.dst_shape = tuple(dst.shape[1:])
+        #: ``src`` aligned, from the solve's own products (reading it again would form the dual's
+        #: Gram matrix a second time); a caller takes it and sets ``None``
+        self.fitted_src: torch.Tensor | None = ((s @ coef) if self.primal else (gram @ coef)) + d_mean
+        self.fitted_src = self.fitted_src.view(len(src), *self.dst_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = (x.flatten(1).float() - self.src_mean) @ self.weight + self.dst_mean
-        return rows.view(len(x), *self.dst_shape)
+        rows = x.flatten(1).float() - self.src_mean
+        rows = rows @ self.coef if self.primal else (rows @ self.basis.T) @ self.coef
+        return (rows + self.dst_mean).view(len(x), *self.dst_shape)
 
 
 #: the latest targets, by base weights, images and input: every plan evaluated at a partition

@@ -200,8 +200,9 @@ def _aligned(prior: dict[str, torch.Tensor], warm: Decoder | None, feats_train: 
     or as it was (no aligner) where that scores no better as it is on the held-out images:
     ``(aligner, prior's training features, prior's held-out features, warm decoder)``."""
     aligner = FeatureAligner(feats_train, align_to).to(feats_train.device)
+    a_train, aligner.fitted_src = aligner.fitted_src, None
     with torch.no_grad():
-        a_train, a_val = aligner(feats_train), aligner(feats_val)
+        a_val = aligner(feats_val)
     torch.manual_seed(seed + 7)
     aligned = warm_decoder(prior, a_train, x_train, prior_decoder, encoder, **(generic_options or {}))
     if aligned is None or (warm is not None and _score(metric, reconstruct(aligned, a_val), x_val)

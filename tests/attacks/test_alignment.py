@@ -31,7 +31,10 @@ def test_the_aligner_recovers_an_affine_map_in_either_form():
     assert float((held_out - dst[300:]).pow(2).mean() / dst.var()) < 1e-4
     wide = torch.randn(40, 200, generator=gen)
     target = torch.randn(40, 7, generator=gen)
-    assert float((FeatureAligner(wide, target, ridge=1e-8)(wide) - target).pow(2).mean()) < 1e-4
+    exact = FeatureAligner(wide, target, ridge=1e-8)
+    assert float((exact(wide) - target).pow(2).mean()) < 1e-4
+    assert torch.allclose(exact.fitted_src, exact(wide), atol=1e-4)  # the solve's own reading of src
+    assert torch.allclose(aligner.fitted_src, aligner(src[:300]), atol=1e-4)
     assert float((FeatureAligner(wide, target)(wide) - target).pow(2).mean()) > 1e-4  # the ridge shrinks
     with pytest.raises(ValueError, match="same images"):
         FeatureAligner(src[:10], dst[:9])
