@@ -80,16 +80,15 @@ class FeatureAligner(nn.Module):
             chol = torch.linalg.cholesky(gram + lam * eye.double())
             rhs = s64.T @ d.double() if self.primal else d.double()
             coef = torch.cholesky_solve(rhs, chol).float()
-            gram = gram.float()
         # primal: W = (S^T S + lam I)^-1 S^T D; dual: W = S^T (S S^T + lam I)^-1 D = S^T coef
         self.register_buffer("src_mean", s_mean)
         self.register_buffer("dst_mean", d_mean)
         self.register_buffer("basis", torch.empty(0) if self.primal else s)
         self.register_buffer("coef", coef)
         self.dst_shape = tuple(dst.shape[1:])
-        #: ``src`` aligned, from the solve's own products (reading it again would form the dual's
-        #: Gram matrix a second time); a caller takes it and sets ``None``
-        self.fitted_src: torch.Tensor | None = ((s @ coef) if self.primal else (gram @ coef)) + d_mean
+        #: ``src`` aligned, from the solve itself (in the dual ``K coef = D - lam coef``; reading
+        #: ``src`` again would form the Gram matrix a second time); a caller takes it and sets ``None``
+        self.fitted_src: torch.Tensor | None = ((s @ coef) if self.primal else (d - lam * coef)) + d_mean
         self.fitted_src = self.fitted_src.view(len(src), *self.dst_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
