@@ -49,6 +49,11 @@ def fits(src: torch.Tensor, dst: torch.Tensor) -> bool:
     return src[0].numel() * dst[0].numel() <= ALIGN_MAX_WEIGHTS
 
 
+#: images the dual solve reads at most (VGG11's 8192 dimensions on 4000 images: the whole set
+#: takes about 15 s of an evaluation under load; see the README's *Aligning the features*)
+ALIGN_DUAL_ROWS: int = 2048
+
+
 class FeatureAligner(nn.Module):
     """The affine ridge map from released features ``src`` to base features ``dst`` (same
     images, any shapes): ``forward`` takes ``N x src_shape`` and returns ``N x dst_shape``.
@@ -56,10 +61,12 @@ class FeatureAligner(nn.Module):
     With at most as many dimensions as images it solves the primal system and keeps the
     ``D_src x D_dst`` weight; with more (VGG11's 8192 on 4000 images) the dual one, and keeps
     the centred images and their coefficients instead, so reading a row costs ``2 N D`` and
-    nothing of ``D x D`` size is formed.  Single precision (the ridge keeps the system's
-    condition number in the hundreds), double where a factorisation fails."""
+    nothing of ``D x D`` size is formed; ``max_rows`` caps the images the dual solve reads (a
+    seeded subset; its cost grows with their square).  Single precision (the ridge keeps the
+    system's condition number in the hundreds), double where a factorisation fails."""
 
-    def __init__(self, src: torch.Tensor, dst: torch.Tensor, ridge: float = ALIGN_RIDGE) -> None:
+    def __init__(self, src: torch.Tensor, dst: torch.Tensor, ridge: float = ALIGN_RIDGE,
+                 max_rows: int | None = ALIGN_DUAL_ROWS) -> None:
         super().__init__()
         if len(src) != len(dst) or len(src) < 2:
             raise ValueError(f"an aligner needs the same images (at least 2) on both sides; got {len(src)} and {len(dst)}")
@@ -67,6 +74,10 @@ class FeatureAligner(nn.Module):
         s_mean, d_mean = s.mean(0), d.mean(0)
         s, d = s - s_mean, d - d_mean
         self.primal = s.shape[1] <= s.shape[0]
+        full = s
+        if not self.primal and max_rows is not None and len(s) > max_rows:  # the dual on a subset
+            keep = torch.randperm(len(s), generator=torch.Generator().manual_seed(0))[:max_rows].to(s.device)
+            s, d = s[keep], d[keep]
         gram = s.T @ s if self.primal else s @ s.T
         lam = ridge * float(torch.trace(gram)) / gram.shape[0] + 1e-12
         rhs = s.T @ d if self.primal else d
@@ -88,7 +99,12 @@ class FeatureAligner(nn.Module):
         self.dst_shape = tuple(dst.shape[1:])
         #: ``src`` aligned, from the solve itself (in the dual ``K coef = D - lam coef``; reading
         #: ``src`` again would form the Gram matrix a second time); a caller takes it and sets ``None``
-        self.fitted_src: torch.Tensor | None = ((s @ coef) if self.primal else (d - lam * coef)) + d_mean
+        if self.primal:
+            self.fitted_src: torch.Tensor | None = s @ coef + d_mean
+        elif full is s:
+            self.fitted_src = d - lam * coef + d_mean
+        else:
+            self.fitted_src = (full @ s.T) @ coef + d_mean
         self.fitted_src = self.fitted_src.view(len(src), *self.dst_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,10 @@ def test_the_aligner_recovers_an_affine_map_in_either_form():
     assert float((exact(wide) - target).pow(2).mean()) < 1e-4
     assert torch.allclose(exact.fitted_src, exact(wide), atol=1e-4)  # the solve's own reading of src
     assert torch.allclose(aligner.fitted_src, aligner(src[:300]), atol=1e-4)
+    subset = FeatureAligner(wide, target, ridge=1e-8, max_rows=30)  # the dual on 30 of the 40 images
+    assert torch.allclose(subset.fitted_src, subset(wide), atol=1e-4)
+    assert subset.basis.shape == (30, 200)
+    assert float((subset(wide) - target).pow(2).mean()) > 1e-3  # 10 images it never read
     assert float((FeatureAligner(wide, target)(wide) - target).pow(2).mean()) > 1e-4  # the ridge shrinks
     with pytest.raises(ValueError, match="same images"):
         FeatureAligner(src[:10], dst[:9])
