@@ -31,6 +31,7 @@ from torch import nn
 from privacysplit.attacks.fitting import release
 from privacysplit.attacks.whitening import read_as
 from privacysplit.models import Network
+from privacysplit.models.convert import fingerprint
 
 #: ridge strength, as a share of the Gram matrix's mean eigenvalue (0.001 / 0.01 / 0.1 measured
 #: on VGG11 partition 22: held-out relative error 0.114 / 0.105 / 0.118)
@@ -127,11 +128,7 @@ def alignment_target(base_encoder: Network, x: torch.Tensor, normalize: Callable
     """The base network's features of ``x`` read on input ``kind`` (the transform fitted on
     themselves, as the prior's is on its own): what an aligner maps the released features onto.
     Remembered for the latest (base encoder, images, input) in this process, up to 512 MB."""
-    h = hashlib.sha256(kind.encode())
-    for name, tensor in sorted(base_encoder.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    h.update(str([str(s) for s in base_encoder.layers]).encode())
+    h = hashlib.sha256(f"{kind}:{fingerprint(base_encoder)}".encode())
     h.update(x.detach().cpu().contiguous().numpy().tobytes())
     key = h.hexdigest()
     if key not in _TARGETS:

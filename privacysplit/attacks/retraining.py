@@ -117,7 +117,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from privacysplit.attacks.alignment import ALIGN_MAX_WEIGHTS, alignment_target
+from privacysplit.attacks.alignment import alignment_target
+from privacysplit.attacks.alignment import fits as alignment_fits
 from privacysplit.attacks.decoders import generic_decoder
 from privacysplit.attacks.fitting import add_noise, fit, release
 from privacysplit.attacks.inversion import (
@@ -568,7 +569,7 @@ def evaluate_split(
     noise_var = (feature_noise * std) ** 2 if feature_noise > 0 else 0.0  # the release's noise, known to it
     best, steps = None, 0
     align = bool(priors) and fid.prior_align == "ridge" and privacy != "property" \
-        and feats[0].numel() ** 2 <= ALIGN_MAX_WEIGHTS  # (a compressed plan's map may differ: invert checks)
+        and alignment_fits(feats, feats)  # (a compressed plan's map may differ from the base's: invert checks)
     for kind in inputs:  # each input its own attacker (and prior); the one that recovers more counts
         transform, f, fv = read_as(kind, feats, feats_val, noise_var)  # fitted on the attacker's own features
         if privacy == "property":
