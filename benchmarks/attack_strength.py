@@ -164,7 +164,7 @@ def variant_attack(encoder, priors: Priors, data, fid, args, spec: str, threat: 
                          shift_tolerance=o.get("t", fid.shift_tolerance(threat)), restarts=o.get("r", fid.attack_restarts(threat)),
                          generic_options=fid.generic_options(),
                          align_to=alignment_target(priors.encoder, train.x, data.normalize, name)
-                         if fid.prior_align == "ridge" else None)
+                         if fid.prior_align != "none" else None, align=fid.prior_align)
         else:
             res = invert(encoder, feats, train.x, feats_val, val.x, **common, decoders=(kind,), selection="full")
         if best is None or res.privacy_loss > best.privacy_loss:
@@ -238,7 +238,7 @@ def run(args: argparse.Namespace, variants: list[dict] | None = None) -> list[di
             for kind in input_kinds(fid.attack_input):
                 priors.get(kind)
             for threat in args.threats:
-                if fid.prior_align == "ridge":  # the base features the plan's are mapped onto: like
+                if fid.prior_align != "none":  # the base features the plan's are mapped onto: like
                     aux = data.train.take(fid.attack_images(threat), DATA_SEED).x  # the prior, once a partition
                     for kind in input_kinds(fid.attack_input):
                         alignment_target(prior_encoder, aux, data.normalize, kind)

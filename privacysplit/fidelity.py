@@ -167,7 +167,9 @@ class Fidelity:
             network's features of the same auxiliary images
             (:mod:`privacysplit.attacks.alignment`), where that scores better.  Retraining
             moves the features away from what the prior knows, and much of the move is linear
-            (README *Aligning the features onto the base network's*).
+            (README *Aligning the features onto the base network's*).  ``"ridge"`` maps up to
+            8192 x 8192 dimensions (VGG11's partitions 15-25); ``"ridge_conv"`` maps larger
+            maps too, with a 3x3 convolution fitted the same way (partitions 0-11).
     """
 
     name: str = "custom"
@@ -350,7 +352,7 @@ PRIOR_DECODERS: tuple[str, ...] = ("generic", "mirror")
 #: how the generic decoder reaches its grid from a smaller map (see ``Fidelity.decoder_upsample``)
 DECODER_UPSAMPLES: tuple[str, ...] = ("resize", "ladder", "pyramid")
 #: how the attack prior reads a plan's features (see ``Fidelity.prior_align``)
-PRIOR_ALIGNS: tuple[str, ...] = ("none", "ridge")
+PRIOR_ALIGNS: tuple[str, ...] = ("none", "ridge", "ridge_conv")
 _UNSET = object()
 #: fields added after cache keys were first written, with the defaults that leave them out
 _LATE_DEFAULTS: dict[str, object] = {"shift_attack": "scratch", "proactive_restarts": 0, "proactive_aux": "subset",

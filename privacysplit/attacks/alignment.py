@@ -44,10 +44,51 @@ ALIGN_RIDGE: float = 1e-2
 ALIGN_MAX_WEIGHTS: int = 8192 * 8192
 
 
-def fits(src: torch.Tensor, dst: torch.Tensor) -> bool:
-    """Whether an aligner from ``src``'s to ``dst``'s per-sample shape is within
-    :data:`ALIGN_MAX_WEIGHTS`."""
-    return src[0].numel() * dst[0].numel() <= ALIGN_MAX_WEIGHTS
+#: how an aligner maps (``Fidelity.prior_align``): ``"ridge"``, the dense map where it is within
+#: :data:`ALIGN_MAX_WEIGHTS`; ``"ridge_conv"``, that and, on larger maps of one spatial size, the
+#: :class:`ConvAligner`
+ALIGNS: tuple[str, ...] = ("none", "ridge", "ridge_conv")
+
+
+def _check(mode: str) -> None:
+    if mode not in ALIGNS:
+        raise ValueError(f"unknown alignment {mode!r}; valid: {', '.join(ALIGNS)}")
+
+
+def fits(src: torch.Tensor, dst: torch.Tensor, mode: str = "ridge") -> bool:
+    """Whether ``mode`` fits an aligner from ``src``'s to ``dst``'s per-sample shape: the dense
+    one within :data:`ALIGN_MAX_WEIGHTS`, the convolutional one (``"ridge_conv"``) between
+    maps of one spatial size."""
+    _check(mode)
+    if mode == "none":
+        return False
+    if src[0].numel() * dst[0].numel() <= ALIGN_MAX_WEIGHTS:
+        return True
+    return mode == "ridge_conv" and src.dim() == dst.dim() == 4 and src.shape[2:] == dst.shape[2:]
+
+
+def fit_aligner(src: torch.Tensor, dst: torch.Tensor, mode: str = "ridge") -> nn.Module | None:
+    """The aligner ``mode`` fits from ``src`` to ``dst`` (same images): the dense
+    :class:`FeatureAligner` where it fits, else (``"ridge_conv"``) the :class:`ConvAligner`, else
+    ``None``.  Both carry ``fitted_src``, ``src`` aligned."""
+    if not fits(src, dst, mode):
+        return None
+    if src[0].numel() * dst[0].numel() <= ALIGN_MAX_WEIGHTS:
+        return FeatureAligner(src, dst)
+    return ConvAligner(src, dst)
+
+
+def _ridge_solve(gram: torch.Tensor, rhs: torch.Tensor, lam: float, rows: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+                 ) -> torch.Tensor:
+    """``(gram + lam I)^-1 rhs`` in single precision; where rounding broke positive definiteness,
+    the system again in double precision from ``rows()`` (its ``(gram, rhs)`` in double)."""
+    eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+    chol, info = torch.linalg.cholesky_ex(gram + lam * eye)
+    if int(info) == 0:
+        return torch.cholesky_solve(rhs, chol)
+    gram64, rhs64 = rows()
+    chol = torch.linalg.cholesky(gram64 + lam * eye.double())
+    return torch.cholesky_solve(rhs64, chol).float()
 
 
 #: images the dual solve reads at most (VGG11's 8192 dimensions on 4000 images: the whole set
@@ -81,17 +122,12 @@ class FeatureAligner(nn.Module):
             s, d = s[keep], d[keep]
         gram = s.T @ s if self.primal else s @ s.T
         lam = ridge * float(torch.trace(gram)) / gram.shape[0] + 1e-12
-        rhs = s.T @ d if self.primal else d
-        eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
-        chol, info = torch.linalg.cholesky_ex(gram + lam * eye)
-        if int(info) == 0:
-            coef = torch.cholesky_solve(rhs, chol)
-        else:  # rounding broke positive definiteness: the same system in double precision
+
+        def double() -> tuple[torch.Tensor, torch.Tensor]:
             s64 = s.double()
-            gram = s64.T @ s64 if self.primal else s64 @ s64.T
-            chol = torch.linalg.cholesky(gram + lam * eye.double())
-            rhs = s64.T @ d.double() if self.primal else d.double()
-            coef = torch.cholesky_solve(rhs, chol).float()
+            return (s64.T @ s64, s64.T @ d.double()) if self.primal else (s64 @ s64.T, d.double())
+
+        coef = _ridge_solve(gram, s.T @ d if self.primal else d, lam, double)
         # primal: W = (S^T S + lam I)^-1 S^T D; dual: W = S^T (S S^T + lam I)^-1 D = S^T coef
         self.register_buffer("src_mean", s_mean)
         self.register_buffer("dst_mean", d_mean)
@@ -112,6 +148,69 @@ class FeatureAligner(nn.Module):
         rows = x.flatten(1).float() - self.src_mean
         rows = rows @ self.coef if self.primal else (rows @ self.basis.T) @ self.coef
         return (rows + self.dst_mean).view(len(x), *self.dst_shape)
+
+
+#: the neighbourhood (side) a :class:`ConvAligner` maps from
+ALIGN_KERNEL: int = 3
+#: images a :class:`ConvAligner` is fitted on at most (a seeded subset): every image gives one
+#: row per position, so VGG11's 8x8 maps give 32k rows from 512 images
+ALIGN_CONV_IMAGES: int = 512
+
+
+class ConvAligner(nn.Module):
+    """The ridge map from each ``k x k`` neighbourhood of the released map ``src`` (every
+    channel) to the base map ``dst``'s channels at its centre, shared across positions: a
+    convolution fitted in closed form, for maps too large for the dense
+    :class:`FeatureAligner` (VGG11's 16k-64k dimensions at partitions 0-11).  Retraining moves
+    an early layer's features, but each position still reads the same patch of the input on
+    both networks, so a local map recovers what the dense one would at a fraction of its size:
+    ``(C_in k^2 + 1) x C_out`` weights, fitted from the patches' Gram matrix (accumulated over
+    chunks of images; cost ``rows x (C_in k^2)^2``).  Zero padding at the border, as the map's
+    own convolutions."""
+
+    def __init__(self, src: torch.Tensor, dst: torch.Tensor, kernel: int = ALIGN_KERNEL, ridge: float = ALIGN_RIDGE,
+                 max_images: int | None = ALIGN_CONV_IMAGES, chunk: int = 64) -> None:
+        super().__init__()
+        if src.dim() != 4 or dst.dim() != 4 or src.shape[2:] != dst.shape[2:] or len(src) != len(dst) or len(src) < 2:
+            raise ValueError("a convolutional aligner needs maps of one spatial size on the same images (at least 2); "
+                             f"got {tuple(src.shape)} and {tuple(dst.shape)}")
+        s, d = src.detach(), dst.detach()
+        if max_images is not None and len(s) > max_images:
+            keep = torch.randperm(len(s), generator=torch.Generator().manual_seed(0))[:max_images].to(s.device)
+            s, d = s[keep], d[keep]
+        c_in, c_out, pad = s.shape[1], d.shape[1], kernel // 2
+        dims = c_in * kernel * kernel
+
+        def patches(i: int) -> tuple[torch.Tensor, torch.Tensor]:  # rows: (image, position)
+            p = nn.functional.unfold(s[i:i + chunk].float(), kernel, padding=pad).transpose(1, 2).reshape(-1, dims)
+            return p, d[i:i + chunk].float().flatten(2).transpose(1, 2).reshape(-1, c_out)
+
+        def moments(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+            xtx = s.new_zeros(dims, dims, dtype=dtype)
+            xty = s.new_zeros(dims, c_out, dtype=dtype)
+            sx, sy, n = s.new_zeros(dims, dtype=dtype), s.new_zeros(c_out, dtype=dtype), 0
+            for i in range(0, len(s), chunk):
+                p, y = (t.to(dtype) for t in patches(i))
+                xtx += p.T @ p
+                xty += p.T @ y
+                sx, sy, n = sx + p.sum(0), sy + y.sum(0), n + len(p)
+            mx, my = sx / n, sy / n  # centred: the bias is the means' difference
+            return xtx - n * torch.outer(mx, mx), xty - n * torch.outer(mx, my), mx, my, n
+
+        gram, rhs, mx, my, _ = moments(torch.float32)
+        lam = ridge * float(torch.trace(gram)) / dims + 1e-12
+        w = _ridge_solve(gram, rhs, lam, lambda: moments(torch.float64)[:2])
+        self.conv = nn.Conv2d(c_in, c_out, kernel, padding=pad).to(s.device)
+        with torch.no_grad():
+            self.conv.weight.copy_(w.T.reshape(c_out, c_in, kernel, kernel))
+            self.conv.bias.copy_(my - mx @ w)
+        self.conv.requires_grad_(False)
+        #: ``src`` aligned (every image); a caller takes it and sets ``None``
+        with torch.no_grad():
+            self.fitted_src: torch.Tensor | None = self(src)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.conv(x[i:i + 512].float()) for i in range(0, len(x), 512)])
 
 
 #: the latest targets, by base weights, images and input: every plan evaluated at a partition

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from privacysplit.attacks.alignment import FeatureAligner
+from privacysplit.attacks.alignment import fit_aligner
 from privacysplit.attacks.alignment import fits as alignment_fits
 from privacysplit.attacks.decoders import DECODERS, Decoder, build_decoder, warm_decoder
 from privacysplit.attacks.fitting import Fitter
@@ -195,11 +195,11 @@ def _finish(decoder: Decoder, fitter: Fitter, feats_val: torch.Tensor, x_val: to
 def _aligned(prior: dict[str, torch.Tensor], warm: Decoder | None, feats_train: torch.Tensor,
              feats_val: torch.Tensor, align_to: torch.Tensor, x_train: torch.Tensor, x_val: torch.Tensor, *,
              metric: str, seed: int, prior_decoder: str, encoder: Network, generic_options: dict | None,
-             ) -> tuple[FeatureAligner | None, torch.Tensor, torch.Tensor, Decoder | None]:
-    """The prior reading the released features through a ridge map onto the base features,
-    or as it was (no aligner) where that scores no better as it is on the held-out images:
-    ``(aligner, prior's training features, prior's held-out features, warm decoder)``."""
-    aligner = FeatureAligner(feats_train, align_to).to(feats_train.device)
+             align: str) -> tuple[nn.Module | None, torch.Tensor, torch.Tensor, Decoder | None]:
+    """The prior reading the released features through a ridge map (``align``) onto the base
+    features, or as it was (no aligner) where that scores no better as it is on the held-out
+    images: ``(aligner, prior's training features, prior's held-out features, warm decoder)``."""
+    aligner = fit_aligner(feats_train, align_to, align).to(feats_train.device)
     a_train, aligner.fitted_src = aligner.fitted_src, None
     with torch.no_grad():
         a_val = aligner(feats_val)
@@ -236,6 +236,7 @@ def invert(
     restarts: int = 0,
     restart_gain: float = 0.01,
     align_to: torch.Tensor | None = None,
+    align: str = "ridge",
 ) -> InversionResult:
     """Train candidate decoders against fixed features and measure the best.
 
@@ -300,7 +301,10 @@ def invert(
             (:class:`~privacysplit.attacks.alignment.FeatureAligner`, fitted on the auxiliary
             set) wherever that scores better as it is than reading them directly; the winning
             decoder keeps the map in front, so it still reads the released features.  Maps
-            above :data:`~privacysplit.attacks.alignment.ALIGN_MAX_WEIGHTS` are read directly.
+            above :data:`~privacysplit.attacks.alignment.ALIGN_MAX_WEIGHTS` are read directly,
+            unless ``align="ridge_conv"``, which maps them with a convolution
+            (:class:`~privacysplit.attacks.alignment.ConvAligner`).
+        align: which aligner (:data:`~privacysplit.attacks.alignment.ALIGNS`; ``Fidelity.prior_align``).
     """
     if metric not in INVERSION_METRICS:
         raise ValueError(f"unknown inversion metric {metric!r}; valid: {', '.join(INVERSION_METRICS)}")
@@ -320,11 +324,11 @@ def invert(
     if prior is not None:
         torch.manual_seed(seed + 7)
         warm = warm_decoder(prior, feats_train, x_train, prior_decoder, encoder, **(generic_options or {}))
-        if align_to is not None and alignment_fits(feats_train, align_to):
+        if align_to is not None and alignment_fits(feats_train, align_to, align):
             t = time.perf_counter()
             aligner, prior_train, prior_val, warm = _aligned(
                 prior, warm, feats_train, feats_val, align_to, x_train, x_val, metric=metric, seed=seed,
-                prior_decoder=prior_decoder, encoder=encoder, generic_options=generic_options)
+                prior_decoder=prior_decoder, encoder=encoder, generic_options=generic_options, align=align)
             timings["select_seconds"] += time.perf_counter() - t
     scratch = list(decoders) if (warm is None or selection == "full") else []
     if not scratch and warm is None:

@@ -568,8 +568,7 @@ def evaluate_split(
     n_d, finetune = fid.attack_epochs(threat, len(xa))  # (scaled on a "split_steps" auxiliary set)
     noise_var = (feature_noise * std) ** 2 if feature_noise > 0 else 0.0  # the release's noise, known to it
     best, steps = None, 0
-    align = bool(priors) and fid.prior_align == "ridge" and privacy != "property" \
-        and alignment_fits(feats, feats)  # (a compressed plan's map may differ from the base's: invert checks)
+    align = bool(priors) and privacy != "property" and alignment_fits(feats, feats, fid.prior_align)  # (a compressed plan's map may differ from the base's: invert checks)
     for kind in inputs:  # each input its own attacker (and prior); the one that recovers more counts
         transform, f, fv = read_as(kind, feats, feats_val, noise_var)  # fitted on the attacker's own features
         if privacy == "property":
@@ -586,7 +585,8 @@ def evaluate_split(
                          prior_decoder=prior_decoder, prior_epochs=finetune, prior_score=expected, shift_attack=fid.shift_attack,
                          shift_tolerance=fid.shift_tolerance(threat),
                          restarts=fid.attack_restarts(threat), generic_options=fid.generic_options(),
-                         align_to=alignment_target(prior_encoder, xa, data.normalize, kind) if align else None)
+                         align_to=alignment_target(prior_encoder, xa, data.normalize, kind) if align else None,
+                         align=fid.prior_align)
             if att.decoder is None:
                 continue
             loss, steps = att.privacy_loss, steps + att.steps  # the compute of every input's attacker

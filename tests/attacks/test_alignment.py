@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from privacysplit.attacks import alignment, invert
-from privacysplit.attacks.alignment import FeatureAligner
+from privacysplit.attacks.alignment import ConvAligner, FeatureAligner, fit_aligner
 from privacysplit.attacks.fitting import release
 from privacysplit.attacks.inversion import reconstruct
 from privacysplit.attacks.metrics import ssim_torch
@@ -44,6 +44,39 @@ def test_the_aligner_recovers_an_affine_map_in_either_form():
         FeatureAligner(src[:10], dst[:9])
 
 
+def test_the_convolutional_aligner_recovers_a_local_map():
+    """A release that is a 3x3 convolution (with bias) of the base map: the
+    :class:`ConvAligner` recovers it on images it never read, including the zero-padded border;
+    a map that needs a wider neighbourhood than its kernel is not recovered; maps of different
+    spatial sizes are refused.  ``fit_aligner`` picks it only for ``"ridge_conv"`` above the
+    dense cap."""
+    gen = torch.Generator().manual_seed(0)
+    src = torch.randn(300, 4, 6, 6, generator=gen)
+    conv = torch.nn.Conv2d(4, 5, 3, padding=1)
+    with torch.no_grad():
+        dst = conv(src)
+    fitted = ConvAligner(src[:200], dst[:200], ridge=1e-7)
+    assert fitted(src[200:]).shape == (100, 5, 6, 6)
+    assert float((fitted(src[200:]) - dst[200:]).pow(2).mean() / dst.var()) < 1e-4
+    assert torch.allclose(fitted.fitted_src, fitted(src[:200]), atol=1e-4)
+    assert torch.allclose(fitted.conv.weight, conv.weight, atol=1e-3)
+    few = ConvAligner(src[:200], dst[:200], ridge=1e-7, max_images=3)  # 108 rows for 37 unknowns per channel
+    assert float((few(src[200:]) - dst[200:]).pow(2).mean() / dst.var()) < 1e-3
+    with torch.no_grad():
+        wide = torch.nn.Conv2d(4, 5, 5, padding=2)(src)
+    assert float((ConvAligner(src[:200], wide[:200])(src[200:]) - wide[200:]).pow(2).mean() / wide.var()) > 0.05
+    with pytest.raises(ValueError, match="one spatial size"):
+        ConvAligner(src, dst[:, :, :4, :4])
+    assert isinstance(fit_aligner(src, dst, "ridge"), FeatureAligner)  # 144 x 180 dimensions: dense
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(alignment, "ALIGN_MAX_WEIGHTS", 100)
+        assert fit_aligner(src, dst, "ridge") is None and fit_aligner(src, dst, "none") is None
+        assert isinstance(fit_aligner(src, dst, "ridge_conv"), ConvAligner)
+        assert fit_aligner(src.flatten(1), dst.flatten(1), "ridge_conv") is None  # flat: no convolution
+    with pytest.raises(ValueError, match="ridge_conv"):
+        fit_aligner(src, dst, "conv")
+
+
 def test_the_prior_reads_mixed_features_through_the_aligner(mnist, cache_root, monkeypatch):
     """A release that mixes the base features linearly (what retraining partly does) leaves the
     prior as it is far from its own score; read through the aligner it comes back within 0.02
@@ -74,13 +107,16 @@ def test_alignment_is_opt_in_and_enters_the_key_only_when_set():
     cpu = get_fidelity("cpu")
     assert cpu.prior_align == "none" and "prior_align" not in cpu.to_dict()
     assert get_fidelity("cpu:prior_align=ridge").key() != cpu.key()
-    with pytest.raises(ValueError, match="none, ridge"):
+    assert get_fidelity("cpu:prior_align=ridge_conv").key() != get_fidelity("cpu:prior_align=ridge").key()
+    with pytest.raises(ValueError, match="none, ridge, ridge_conv"):
         get_fidelity("cpu:prior_align=linear")
 
 
-def test_an_evaluation_aligns_when_its_fidelity_says_so(mnist, cache_root):
+def test_an_evaluation_aligns_when_its_fidelity_says_so(mnist, cache_root, monkeypatch):
     """``prior_align="ridge"`` in an evaluation: the same retrained encoder (same accuracy), its
-    prior as it is scoring better through the aligner than read directly, and never worse."""
+    prior as it is scoring better through the aligner than read directly, and never worse.  With
+    the dense map over the cap, ``"ridge"`` reads the release as it is and ``"ridge_conv"``
+    aligns with the convolutional map."""
     from privacysplit.attacks import evaluate_split
     from privacysplit.models import split
 
@@ -97,6 +133,10 @@ def test_an_evaluation_aligns_when_its_fidelity_says_so(mnist, cache_root):
     assert aligned["accuracy"] == plain["accuracy"]
     assert aligned["score_prior"] > plain["score_prior"]  # equal where the aligner is not used
     assert aligned["privacy_loss"] >= plain["privacy_loss"] - 0.01
+    monkeypatch.setattr(alignment, "ALIGN_MAX_WEIGHTS", 1600 ** 2 - 1)  # LeNet's 16x10x10 at partition 3
+    assert run(spec + ":prior_align=ridge")["score_prior"] == plain["score_prior"]
+    conv = run(spec + ":prior_align=ridge_conv")
+    assert conv["accuracy"] == plain["accuracy"] and conv["score_prior"] > plain["score_prior"]
 
 
 def test_the_base_features_are_computed_once_per_encoder_images_and_input(mnist, cache_root):
