@@ -17,6 +17,11 @@ The map is affine over the flattened features (every position and channel), fitt
 auxiliary set only; a map per channel (a 1x1 convolution, as the whitener is) left 2x the
 held-out error there, because retraining mixes positions as well.  The solve takes the smaller
 of the primal (``D x D``) and dual (``N x N``) systems, so its cost is ``min(D, N)^2 max(D, N)``.
+Maps too large for it (VGG11's before partition 15) are read as released, or
+(``prior_align="ridge_conv"``) mapped by a 3x3 convolution fitted the same way
+(:class:`ConvAligner`); measured at VGG11 partition 8 it gains little (SSIM 0.9759 -> 0.9772 for
+16 s more attack: README *A convolutional map for the early partitions*), because there
+fine-tuning already undoes most of the move.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from torch import nn
 
 from privacysplit.attacks.fitting import release
 from privacysplit.attacks.whitening import read_as
+from privacysplit.fidelity import PRIOR_ALIGNS
 from privacysplit.models import Network
 from privacysplit.models.convert import fingerprint
 
@@ -44,38 +50,33 @@ ALIGN_RIDGE: float = 1e-2
 ALIGN_MAX_WEIGHTS: int = 8192 * 8192
 
 
-#: how an aligner maps (``Fidelity.prior_align``): ``"ridge"``, the dense map where it is within
-#: :data:`ALIGN_MAX_WEIGHTS`; ``"ridge_conv"``, that and, on larger maps of one spatial size, the
-#: :class:`ConvAligner`
-ALIGNS: tuple[str, ...] = ("none", "ridge", "ridge_conv")
-
-
-def _check(mode: str) -> None:
-    if mode not in ALIGNS:
-        raise ValueError(f"unknown alignment {mode!r}; valid: {', '.join(ALIGNS)}")
+def _kind(src: torch.Tensor, dst: torch.Tensor, mode: str) -> str | None:
+    """Which aligner ``mode`` (``Fidelity.prior_align``, :data:`~privacysplit.fidelity.PRIOR_ALIGNS`)
+    fits between these shapes: ``"dense"`` within :data:`ALIGN_MAX_WEIGHTS`, else ``"conv"``
+    (``"ridge_conv"``, maps of one spatial size), else ``None``."""
+    if mode not in PRIOR_ALIGNS:
+        raise ValueError(f"unknown alignment {mode!r}; valid: {', '.join(PRIOR_ALIGNS)}")
+    if mode == "none":
+        return None
+    if src[0].numel() * dst[0].numel() <= ALIGN_MAX_WEIGHTS:
+        return "dense"
+    same_grid = src.dim() == dst.dim() == 4 and src.shape[2:] == dst.shape[2:]
+    return "conv" if mode == "ridge_conv" and same_grid else None
 
 
 def fits(src: torch.Tensor, dst: torch.Tensor, mode: str = "ridge") -> bool:
     """Whether ``mode`` fits an aligner from ``src``'s to ``dst``'s per-sample shape: the dense
     one within :data:`ALIGN_MAX_WEIGHTS`, the convolutional one (``"ridge_conv"``) between
     maps of one spatial size."""
-    _check(mode)
-    if mode == "none":
-        return False
-    if src[0].numel() * dst[0].numel() <= ALIGN_MAX_WEIGHTS:
-        return True
-    return mode == "ridge_conv" and src.dim() == dst.dim() == 4 and src.shape[2:] == dst.shape[2:]
+    return _kind(src, dst, mode) is not None
 
 
 def fit_aligner(src: torch.Tensor, dst: torch.Tensor, mode: str = "ridge") -> nn.Module | None:
     """The aligner ``mode`` fits from ``src`` to ``dst`` (same images): the dense
     :class:`FeatureAligner` where it fits, else (``"ridge_conv"``) the :class:`ConvAligner`, else
     ``None``.  Both carry ``fitted_src``, ``src`` aligned."""
-    if not fits(src, dst, mode):
-        return None
-    if src[0].numel() * dst[0].numel() <= ALIGN_MAX_WEIGHTS:
-        return FeatureAligner(src, dst)
-    return ConvAligner(src, dst)
+    kind = _kind(src, dst, mode)
+    return None if kind is None else FeatureAligner(src, dst) if kind == "dense" else ConvAligner(src, dst)
 
 
 def _ridge_solve(gram: torch.Tensor, rhs: torch.Tensor, lam: float, rows: Callable[[], tuple[torch.Tensor, torch.Tensor]]

@@ -304,7 +304,7 @@ def invert(
             above :data:`~privacysplit.attacks.alignment.ALIGN_MAX_WEIGHTS` are read directly,
             unless ``align="ridge_conv"``, which maps them with a convolution
             (:class:`~privacysplit.attacks.alignment.ConvAligner`).
-        align: which aligner (:data:`~privacysplit.attacks.alignment.ALIGNS`; ``Fidelity.prior_align``).
+        align: which aligner (``Fidelity.prior_align``: :data:`~privacysplit.fidelity.PRIOR_ALIGNS`).
     """
     if metric not in INVERSION_METRICS:
         raise ValueError(f"unknown inversion metric {metric!r}; valid: {', '.join(INVERSION_METRICS)}")
